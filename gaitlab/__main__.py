@@ -1,0 +1,3 @@
+from gaitlab.cli import main
+
+raise SystemExit(main())

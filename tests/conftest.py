@@ -1,0 +1,40 @@
+"""Shared fixtures. Real CASIA-B comes from ../shared/casia-b; tests needing it skip without it."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CASIA_B = Path(os.environ.get("GAITLAB_SHARED_CASIA_B", REPO.parent / "shared" / "casia-b"))
+
+# 001 is a complete subject; 005 has short sequences and a missing view (000).
+FIXTURE_SUBJECTS = ("001", "005")
+
+
+@pytest.fixture(scope="session")
+def shared_casia_b() -> Path:
+    """The shared CASIA-B distribution (archives, manifest); skips the test when it is absent."""
+    if not (SHARED_CASIA_B / "train").is_dir():
+        pytest.skip(f"real CASIA-B not found at {SHARED_CASIA_B}")
+    return SHARED_CASIA_B
+
+
+@pytest.fixture(scope="session")
+def casia_b_tree(shared_casia_b: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pkl tree holding the real subjects in ``FIXTURE_SUBJECTS``, unpacked once per run."""
+    root = tmp_path_factory.mktemp("casia-b")
+    for subject in FIXTURE_SUBJECTS:
+        with tarfile.open(shared_casia_b / "train" / f"{subject}.tar.xz") as archive:
+            archive.extractall(root, filter="data")
+    return root
+
+
+@pytest.fixture(scope="session")
+def manifest(shared_casia_b: Path) -> dict[tuple[str, str, str], int]:
+    """(subject, condition, view) → frame count, from the shared manifest."""
+    rows = (shared_casia_b / "manifest.tsv").read_text().splitlines()[1:]
+    return {tuple(r.split("\t")[:3]): int(r.split("\t")[3]) for r in rows}

@@ -1,0 +1,98 @@
+"""Command-line front end of the training package (``gaitlab data …``).
+
+Only argparse at import time: each handler imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add this package's commands to the ``gaitlab`` parser."""
+    data = commands.add_parser("data", help="CASIA-B data: pretreat raw PNGs, inspect a pkl tree")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+
+    pretreat = data_commands.add_parser(
+        "pretreat",
+        help="raw silhouette PNG tree → OpenGait pkl tree of aligned 64×64 frames",
+        description="Align every raw mask (models.silhouette) and write one pkl per sequence. "
+        "Existing outputs are kept unless --overwrite, so an interrupted run can be re-run.",
+    )
+    pretreat.add_argument("raw", type=Path, help="RAW/<subject>/<condition>/<view>/*.png")
+    pretreat.add_argument("out", type=Path, help="output pkl tree")
+    pretreat.add_argument(
+        "--workers", type=int, default=None, help="processes (default: all cores)"
+    )
+    pretreat.add_argument("--min-frames", type=int, default=15, help="report shorter sequences")
+    pretreat.add_argument("--overwrite", action="store_true", help="redo sequences already written")
+    pretreat.set_defaults(run=_run_pretreat)
+
+    stats = data_commands.add_parser(
+        "stats",
+        help="subjects, sequences, frames, short and missing sequences of a pkl tree",
+    )
+    stats.add_argument("tree", type=Path, help="pkl tree: TREE/<subject>/<condition>/<view>/*.pkl")
+    stats.add_argument("--subjects", default=None, help="e.g. 001-074, LT-train (default: all)")
+    stats.add_argument("--min-frames", type=int, default=15, help="report shorter sequences")
+    stats.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    stats.set_defaults(run=_run_stats)
+
+
+def _listing(title: str, items: list, limit: int = 20) -> None:
+    print(f"{title}: {len(items)}")
+    for item in items[:limit]:
+        print(f"  {item}")
+    if len(items) > limit:
+        print(f"  … and {len(items) - limit} more")
+
+
+def _run_pretreat(args: argparse.Namespace) -> int:
+    from training.data.pretreat import pretreat_tree
+
+    try:
+        report = pretreat_tree(
+            args.raw,
+            args.out,
+            workers=args.workers,
+            min_frames=args.min_frames,
+            overwrite=args.overwrite,
+        )
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"sequences written   {report.sequences_written}")
+    print(f"already present     {report.sequences_existing}")
+    print(f"frames read / kept  {report.frames_read} / {report.frames_kept}")
+    _listing(f"short (<{args.min_frames} frames)", [f"{k}: {n}" for k, n in report.short])
+    _listing("empty (no usable frame, not written)", [str(k) for k in report.empty])
+    _listing("view folders without images", [str(p) for p in report.empty_folders])
+    _listing("unreadable images", report.unreadable_frames)
+    return 0
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    from training.data.casia_b import tree_stats
+    from training.data.subjects import SubjectSpecError, parse_subjects
+
+    try:
+        subjects = parse_subjects(args.subjects) if args.subjects else None
+        stats = tree_stats(args.tree, subjects, min_frames=args.min_frames)
+    except (FileNotFoundError, SubjectSpecError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    mean = stats.frames / stats.sequences if stats.sequences else 0.0
+    print(f"tree       {stats.root}")
+    print(f"subjects   {stats.subjects}")
+    print(f"sequences  {stats.sequences}")
+    print(f"frames     {stats.frames} ({mean:.1f} per sequence)")
+    _listing(f"short (<{args.min_frames} frames)", [f"{k}: {n}" for k, n in stats.short])
+    _listing("missing", [str(k) for k in stats.missing])
+    _listing("problems", [str(p) for p in stats.problems])
+    if args.json:
+        args.json.write_text(json.dumps(stats.to_dict(), indent=2))
+        print(f"wrote {args.json}")
+    return 0
