@@ -23,14 +23,24 @@ def shared_casia_b() -> Path:
     return SHARED_CASIA_B
 
 
+def unpack(shared: Path, root: Path, subjects: tuple[str, ...]) -> Path:
+    for subject in subjects:
+        with tarfile.open(shared / "train" / f"{subject}.tar.xz") as archive:
+            archive.extractall(root, filter="data")
+    return root
+
+
 @pytest.fixture(scope="session")
 def casia_b_tree(shared_casia_b: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pkl tree holding the real subjects in ``FIXTURE_SUBJECTS``, unpacked once per run."""
-    root = tmp_path_factory.mktemp("casia-b")
-    for subject in FIXTURE_SUBJECTS:
-        with tarfile.open(shared_casia_b / "train" / f"{subject}.tar.xz") as archive:
-            archive.extractall(root, filter="data")
-    return root
+    return unpack(shared_casia_b, tmp_path_factory.mktemp("casia-b"), FIXTURE_SUBJECTS)
+
+
+@pytest.fixture(scope="session")
+def training_tree(shared_casia_b: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real subjects for short training runs: 001–004 to train on, 063–064 to validate on."""
+    subjects = ("001", "002", "003", "004", "063", "064")
+    return unpack(shared_casia_b, tmp_path_factory.mktemp("casia-b-train"), subjects)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Command-line front end of the training package (``gaitlab data …``).
+"""Command-line front end of the training package (``gaitlab data|train|eval …``).
 
 Only argparse at import time: each handler imports what it needs when it runs.
 """
@@ -40,6 +40,82 @@ def register(commands: argparse._SubParsersAction) -> None:
     stats.add_argument("--min-frames", type=int, default=15, help="report shorter sequences")
     stats.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     stats.set_defaults(run=_run_stats)
+
+    train = commands.add_parser(
+        "train",
+        help="train a net from a YAML config (torchrun: python -m training.train)",
+        description="Train as the config says. Several GPUs: torchrun --nproc-per-node N "
+        "-m training.train --config FILE (same arguments).",
+    )
+    add_train_arguments(train)
+    train.set_defaults(run=run_train)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="the standard CASIA-B protocol (NM/BG/CL rank-1) for a trained model",
+    )
+    evaluate.add_argument("--model", type=Path, required=True, help="training checkpoint (.pt)")
+    evaluate.add_argument("--data", type=Path, required=True, help="pkl tree")
+    evaluate.add_argument("--subjects", default="063-074", help="e.g. 063-074 or LT-test")
+    evaluate.add_argument("--json", type=Path, default=None, help="write results (+ heat map PNGs)")
+    evaluate.add_argument(
+        "--save-embeddings", type=Path, default=None, help="write feats/subjects/conds/views .npz"
+    )
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--device", default="cpu", help="cpu or cuda")
+    evaluate.set_defaults(run=_run_eval)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="YAML file (see configs/)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT_DIR/latest.pt")
+    parser.add_argument("--data-root", type=Path, default=None, help="override data.root")
+    parser.add_argument("--out-dir", type=Path, default=None, help="override run.out_dir")
+    parser.add_argument("--iterations", type=int, default=None, help="override run.iterations")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from training.config import ConfigError, load_config
+    from training.trainer import train
+
+    overrides: dict = {}
+    if args.data_root:
+        overrides.setdefault("data", {})["root"] = str(args.data_root)
+    if args.out_dir:
+        overrides.setdefault("run", {})["out_dir"] = str(args.out_dir)
+    if args.iterations:
+        overrides.setdefault("run", {})["iterations"] = args.iterations
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    checkpoint = train(config, resume=args.resume)
+    print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from training.data.subjects import SubjectSpecError
+    from training.evaluation.run import evaluate_checkpoint, print_results
+
+    try:
+        outputs = evaluate_checkpoint(
+            args.model,
+            args.data,
+            args.subjects,
+            json_path=args.json,
+            embeddings_path=args.save_embeddings,
+            batch_size=args.batch_size,
+            device=args.device,
+        )
+    except (FileNotFoundError, SubjectSpecError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_results(outputs)
+    if args.json:
+        print(f"wrote {args.json} and heat maps beside it")
+    return 0
 
 
 def _listing(title: str, items: list, limit: int = 20) -> None:

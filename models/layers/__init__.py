@@ -1,0 +1,1 @@
+"""Building blocks of the nets, one concept per module (PyTorch)."""

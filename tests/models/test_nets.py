@@ -1,0 +1,75 @@
+"""Every registered net: shapes, gradients on every parameter, finite outputs, any frame count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.registry import build_config, create_model, net_names
+
+TINY = {"channels": (8, 8, 16, 16), "embedding_dim": 12, "num_classes": 5}
+VARIANTS = [(name, {}) for name in net_names()] + [
+    ("convlstm_fusion", {"temporal": "convlstm", "kernel_size": 3}),
+    ("convlstm_fusion", {"hidden": 6}),
+    ("baseline", {"stem_stride": 2, "parts": 8}),
+]
+
+
+@pytest.fixture(params=VARIANTS, ids=lambda v: f"{v[0]}-{'-'.join(map(str, v[1].values()))}")
+def net(request):
+    name, extra = request.param
+    torch.manual_seed(0)
+    return create_model(name, **TINY, **extra)
+
+
+def test_training_outputs_and_gradients(net):
+    sils = torch.rand(4, 6, 64, 44)
+    outputs = net(sils)
+    parts = net.config.parts
+    assert outputs["embeddings"].shape == (4, 12, parts)
+    assert outputs["logits"].shape == (4, 5, parts)
+    loss = outputs["embeddings"].pow(2).mean() + outputs["logits"].logsumexp(1).mean()
+    loss.backward()
+    for name, parameter in net.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("frames", [1, 7, 30])
+def test_embedding_for_any_frame_count(net, frames):
+    net.eval()
+    with torch.no_grad():
+        embedding = net.embed(torch.rand(2, frames, 64, 44))
+        assert embedding.shape == (2, 12, net.config.parts)
+        assert torch.isfinite(embedding).all()
+        np_forward = net(torch.rand(2, frames, 64, 44))["embeddings"]
+        assert np_forward.shape == embedding.shape
+
+
+def test_embed_equals_forward_embeddings_and_is_batch_independent(net):
+    net.eval()
+    sils = torch.rand(3, 5, 64, 44)
+    with torch.no_grad():
+        together = net.embed(sils)
+        torch.testing.assert_close(together, net(sils)["embeddings"])
+        alone = torch.cat([net.embed(sils[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_frame_order_matters_only_with_the_recurrent_branch():
+    torch.manual_seed(0)
+    sils = torch.rand(2, 6, 64, 44)
+    reversed_sils = sils.flip(1)
+    for name in ("baseline", "convlstm_fusion"):
+        net = create_model(name, **TINY).eval()
+        with torch.no_grad():
+            same = torch.allclose(net.embed(sils), net.embed(reversed_sils), atol=1e-5)
+        assert same == (name == "baseline")
+
+
+def test_unknown_net_and_option_are_rejected():
+    with pytest.raises(ValueError, match="unknown net"):
+        create_model("gaitset")
+    with pytest.raises(ValueError, match="unknown option"):
+        build_config("baseline", temporal="lstm")

@@ -1,0 +1,48 @@
+"""Embedding whole sequences with a trained net (torch), for evaluation.
+
+Sequences are grouped by length and embedded ``batch_size`` at a time, so no sequence is padded
+or cut: every frame is used, as the protocol asks (unless ``max_frames`` caps them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from training.data.cache import SilhouetteCache
+
+
+@torch.inference_mode()
+def embed_cache(
+    model: torch.nn.Module,
+    cache: SilhouetteCache,
+    device: torch.device,
+    batch_size: int = 16,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embeddings of every sequence of ``cache``: float32 [S, d, p], in cache order.
+
+    ``max_frames`` keeps only the first frames of longer sequences (for quick validation).
+    """
+    was_training = model.training
+    model.eval()
+    lengths = cache.lengths if max_frames is None else np.minimum(cache.lengths, max_frames)
+    order = np.argsort(lengths, kind="stable")
+    feats: np.ndarray | None = None
+    bar = tqdm(total=len(cache), desc="embedding", unit="seq", disable=not progress, leave=False)
+    for length in np.unique(lengths):
+        same = order[lengths[order] == length]
+        for first in range(0, len(same), batch_size):
+            chunk = same[first : first + batch_size]
+            clips = np.stack([cache.sequence(i)[:length] for i in chunk])  # [b, T, 64, 44]
+            sils = torch.from_numpy(clips).to(device).float().div_(255)
+            out = model.embed(sils).float().cpu().numpy()  # [b, d, p]
+            if feats is None:
+                feats = np.empty((len(cache), *out.shape[1:]), np.float32)
+            feats[chunk] = out
+            bar.update(len(chunk))
+    bar.close()
+    model.train(was_training)
+    return feats if feats is not None else np.empty((0, 0, 0), np.float32)

@@ -1,0 +1,65 @@
+"""``gaitlab eval``: embed a partition with a trained model and run the protocol on it.
+
+Both distances are computed (``euc`` and ``cos``); each gets a table, a JSON section and a PNG
+heat map. ``--model`` takes a training checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from training.checkpoint import model_from_checkpoint
+from training.data.cache import SilhouetteCache
+from training.data.subjects import parse_subjects
+from training.embedding import embed_cache
+from training.evaluation.protocol import METRICS, EvaluationResult, evaluate
+from training.evaluation.report import format_table, plot_heatmaps, save_embeddings
+
+
+@dataclass
+class EvalOutputs:
+    results: dict[str, EvaluationResult]  # metric → result
+    sequences: int
+
+
+def evaluate_checkpoint(
+    model_path: Path,
+    data_root: Path,
+    subjects: str,
+    json_path: Path | None = None,
+    embeddings_path: Path | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    progress: bool = True,
+) -> EvalOutputs:
+    model = model_from_checkpoint(model_path, device)
+    cache = SilhouetteCache.load(data_root, parse_subjects(subjects), progress=progress)
+    if len(cache) == 0:
+        raise ValueError(f"no sequences for subjects {subjects} under {data_root}")
+    feats = embed_cache(model, cache, torch.device(device), batch_size, progress=progress)
+    subject_ids, conditions, views = cache.subjects, cache.conditions, cache.views
+    results = {m: evaluate(feats, subject_ids, conditions, views, metric=m) for m in METRICS}
+    if embeddings_path:
+        save_embeddings(embeddings_path, feats, subject_ids, conditions, views)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        report = {
+            "model": str(model_path),
+            "subjects": subjects,
+            "sequences": len(cache),
+            **{metric: result.to_dict() for metric, result in results.items()},
+        }
+        json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        for metric, result in results.items():
+            plot_heatmaps(result, json_path.with_name(f"{json_path.stem}_{metric}.png"))
+    return EvalOutputs(results, len(cache))
+
+
+def print_results(outputs: EvalOutputs) -> None:
+    for result in outputs.results.values():
+        print(format_table(result))
+        print()

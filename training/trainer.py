@@ -1,0 +1,210 @@
+"""The training loop, top to bottom: runtime, data, model, optimiser, resume, loop, validation,
+checkpoints. One code path for CPU, one GPU and torchrun multi-GPU; rank 0 alone logs,
+validates and writes.
+
+Run it with ``gaitlab train --config configs/….yaml [--resume]``, or on several GPUs with
+``torchrun --nproc-per-node N -m training.train --config …``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from models.registry import create_model
+from training.augment import augment_sequences
+from training.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
+from training.config import TrainConfig
+from training.data.cache import SilhouetteCache
+from training.data.sampling import PKSampler, frame_windows
+from training.data.subjects import parse_subjects
+from training.embedding import embed_cache
+from training.evaluation.protocol import evaluate
+from training.losses import batch_all_triplet_loss, part_cross_entropy
+from training.run_log import RunLog
+from training.runtime import Runtime, setup_runtime, teardown_runtime
+
+LATEST = "latest.pt"
+
+
+def _generator(seed: int, iteration: int, rank: int) -> torch.Generator:
+    state = np.random.SeedSequence([seed, iteration, rank, 7]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def validate(
+    model: torch.nn.Module, cache: SilhouetteCache, config: TrainConfig, device: torch.device
+) -> dict[str, float]:
+    """The standard protocol on the validation subjects: headline rank-1 per probe set."""
+    feats = embed_cache(
+        model, cache, device, config.eval.batch_size, config.run.val_max_frames, progress=False
+    )
+    result = evaluate(feats, cache.subjects, cache.conditions, cache.views, config.eval.metric)
+    return {name: float(value) for name, value in result.mean.items()}
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train as ``config`` says; returns the path of the last checkpoint."""
+    runtime = setup_runtime(config.run)
+    try:
+        return _train(config, runtime, resume, progress)
+    finally:
+        teardown_runtime(runtime)
+
+
+def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) -> Path:
+    run, data = config.run, config.data
+    out_dir = Path(run.out_dir)
+    checkpoint_path = out_dir / LATEST
+    torch.manual_seed(run.seed)
+    show = progress and runtime.is_main
+
+    # --- data: the training partition in memory; validation subjects on rank 0 only
+    train_cache = SilhouetteCache.load(
+        data.root, parse_subjects(data.train_subjects), min_frames=data.min_frames, progress=show
+    )
+    if len(train_cache) == 0:
+        raise ValueError(f"no training sequences for {data.train_subjects} under {data.root}")
+    val_cache = None
+    if data.val_subjects and runtime.is_main:
+        val_cache = SilhouetteCache.load(
+            data.root, parse_subjects(data.val_subjects), progress=show
+        )
+    sampler = PKSampler(
+        train_cache.subjects,
+        config.sampler.subjects,
+        config.sampler.sequences,
+        seed=run.seed,
+        rank=runtime.rank,
+        world=runtime.world,
+    )
+
+    # --- model, optimiser, schedule
+    model_options = config.model.net_options(sampler.num_classes)
+    model = create_model(config.model.name, **model_options).to(runtime.device)
+    if run.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.optimizer.lr,
+        momentum=config.optimizer.momentum,
+        weight_decay=config.optimizer.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, list(config.optimizer.milestones), config.optimizer.gamma
+    )
+    scaler = runtime.grad_scaler()
+
+    # --- resume
+    iteration, elapsed = 0, 0.0
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, runtime.device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        iteration, elapsed = state["iteration"], state["elapsed_s"]
+        restore_rng_states(state["rng"])
+        if show:
+            print(f"resumed from {checkpoint_path} at iteration {iteration}")
+    elif resume and show:
+        print(f"no checkpoint at {checkpoint_path}; starting from scratch")
+
+    trained = DistributedDataParallel(model) if runtime.distributed else model
+    log = RunLog(out_dir, start_iteration=iteration) if runtime.is_main else None
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            checkpoint_path,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "iteration": iteration,
+                "elapsed_s": elapsed,
+                "config": config.model_dump(mode="json"),
+                "model_name": config.model.name,
+                "model_options": model_options,
+                "subject_ids": sampler.subject_ids.tolist(),
+            },
+        )
+
+    # --- the loop
+    trained.train()
+    bar = tqdm(
+        total=run.iterations, initial=iteration, desc=config.name, unit="it", disable=not show
+    )
+    running = None
+    while iteration < run.iterations:
+        started = time.perf_counter()
+        indices, labels = sampler.batch(iteration)
+        rng = np.random.default_rng([run.seed, iteration, runtime.rank, 1])
+        clips = frame_windows(train_cache, indices, data.frames, data.ordered, rng)
+        sils = torch.from_numpy(clips).float().div_(255)  # [n, s, 64, 44]
+        sils = augment_sequences(sils, data.augment, _generator(run.seed, iteration, runtime.rank))
+        sils = sils.to(runtime.device, non_blocking=True)
+        targets = torch.from_numpy(labels).to(runtime.device)
+
+        with runtime.autocast():
+            outputs = trained(sils)
+        triplet, active = batch_all_triplet_loss(
+            outputs["embeddings"], targets, config.loss.triplet_margin
+        )
+        ce = part_cross_entropy(outputs["logits"], targets, config.loss.label_smoothing)
+        loss = config.loss.triplet_weight * triplet + config.loss.ce_weight * ce
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}")
+
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        iteration += 1
+        step_seconds = time.perf_counter() - started
+        elapsed += step_seconds
+
+        value = loss.item()
+        running = value if running is None else 0.95 * running + 0.05 * value
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.3f}", refresh=False)
+        if log and (iteration % run.log_every == 0 or iteration == run.iterations):
+            log.train(
+                {
+                    "iteration": iteration,
+                    "loss": value,
+                    "triplet": triplet.item(),
+                    "ce": ce.item(),
+                    "active": active.item(),
+                    "lr": scheduler.get_last_lr()[0],
+                    "frames_per_s": sils.shape[0] * sils.shape[1] * runtime.world / step_seconds,
+                    "elapsed_s": elapsed,
+                }
+            )
+        # The same decisions on every rank, so the others wait while rank 0 writes or validates.
+        finished = iteration == run.iterations
+        due_checkpoint = iteration % run.checkpoint_every == 0 or finished
+        due_validation = bool(data.val_subjects) and (iteration % run.val_every == 0 or finished)
+        if due_checkpoint and runtime.is_main:
+            checkpoint()
+        if due_validation and log and val_cache is not None:
+            headline = validate(model, val_cache, config, runtime.device)
+            log.validation(iteration, headline)
+            bar.write(
+                f"iteration {iteration}: "
+                + " ".join(f"{k} {v:.1f}" for k, v in headline.items())
+                + f"  ({elapsed / 60:.1f} min training)"
+            )
+        if due_checkpoint or due_validation:
+            runtime.barrier()
+    bar.close()
+    if log:
+        log.plot()
+        log.close()
+    return checkpoint_path
