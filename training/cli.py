@@ -54,7 +54,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "eval",
         help="the standard CASIA-B protocol (NM/BG/CL rank-1) for a trained model",
     )
-    evaluate.add_argument("--model", type=Path, required=True, help="training checkpoint (.pt)")
+    evaluate.add_argument(
+        "--model", type=Path, required=True, help="training checkpoint (.pt) or exported .onnx"
+    )
     evaluate.add_argument("--data", type=Path, required=True, help="pkl tree")
     evaluate.add_argument("--subjects", default="063-074", help="e.g. 063-074 or LT-test")
     evaluate.add_argument("--json", type=Path, default=None, help="write results (+ heat map PNGs)")
@@ -64,6 +66,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.add_argument("--device", default="cpu", help="cpu or cuda")
     evaluate.set_defaults(run=_run_eval)
+
+    export = commands.add_parser(
+        "export",
+        help="checkpoint → ONNX embedding model + model card (parity-checked, calibrated)",
+    )
+    export.add_argument("checkpoint", type=Path, help="training checkpoint (.pt)")
+    export.add_argument("--out", type=Path, required=True, help="FILE.onnx")
+    export.add_argument("--data", type=Path, default=None, help="pkl tree (default: from config)")
+    export.add_argument(
+        "--subjects", default=None, help="held-out validation subjects (default: from config)"
+    )
+    export.add_argument("--name", default=None, help="model name for the card")
+    export.set_defaults(run=_run_export)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +124,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=args.device,
         )
-    except (FileNotFoundError, SubjectSpecError, ValueError) as error:
+    except (FileNotFoundError, SubjectSpecError, ValueError) as error:  # incl. ModelContractError
         print(f"error: {error}", file=sys.stderr)
         return 2
     print_results(outputs)
@@ -171,4 +186,35 @@ def _run_stats(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(stats.to_dict(), indent=2))
         print(f"wrote {args.json}")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from training.data.subjects import SubjectSpecError
+    from training.export import ExportError, export_checkpoint
+
+    try:
+        result = export_checkpoint(
+            args.checkpoint, args.out, data_root=args.data, subjects=args.subjects, name=args.name
+        )
+    except (ExportError, FileNotFoundError, SubjectSpecError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    card, parity = result.card, result.parity
+    print(f"wrote {result.path} ({card.version})")
+    print(
+        f"parity: {parity.cases} cases, max abs diff {parity.max_abs_diff:.2e}, "
+        f"min cosine {parity.min_cosine:.6f}"
+    )
+    if card.validation:
+        for metric, figures in card.validation.rank1.items():
+            print(
+                f"validation {card.validation.subjects} {metric}: "
+                + " ".join(f"{k} {v:.1f}" for k, v in figures.items())
+            )
+    for threshold in card.thresholds:
+        print(
+            f"threshold at FAR {threshold.far:g}: score >= {threshold.score:.4f} "
+            f"(TAR {100 * threshold.tar:.1f} %)"
+        )
     return 0

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from models.batching import equal_length_batches
 from training.data.cache import SilhouetteCache
 
 
@@ -29,20 +30,17 @@ def embed_cache(
     was_training = model.training
     model.eval()
     lengths = cache.lengths if max_frames is None else np.minimum(cache.lengths, max_frames)
-    order = np.argsort(lengths, kind="stable")
     feats: np.ndarray | None = None
     bar = tqdm(total=len(cache), desc="embedding", unit="seq", disable=not progress, leave=False)
-    for length in np.unique(lengths):
-        same = order[lengths[order] == length]
-        for first in range(0, len(same), batch_size):
-            chunk = same[first : first + batch_size]
-            clips = np.stack([cache.sequence(i)[:length] for i in chunk])  # [b, T, 64, 44]
-            sils = torch.from_numpy(clips).to(device).float().div_(255)
-            out = model.embed(sils).float().cpu().numpy()  # [b, d, p]
-            if feats is None:
-                feats = np.empty((len(cache), *out.shape[1:]), np.float32)
-            feats[chunk] = out
-            bar.update(len(chunk))
+    for chunk in equal_length_batches(lengths, batch_size):
+        length = lengths[chunk[0]]
+        clips = np.stack([cache.sequence(i)[:length] for i in chunk])  # [b, T, 64, 44]
+        sils = torch.from_numpy(clips).to(device).float().div_(255)
+        out = model.embed(sils).float().cpu().numpy()  # [b, d, p]
+        if feats is None:
+            feats = np.empty((len(cache), *out.shape[1:]), np.float32)
+        feats[chunk] = out
+        bar.update(len(chunk))
     bar.close()
     model.train(was_training)
     return feats if feats is not None else np.empty((0, 0, 0), np.float32)

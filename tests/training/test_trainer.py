@@ -30,7 +30,7 @@ def tiny_config(tree: Path, out: Path, net: str = "convlstm_fusion", **run) -> d
         "data": {
             "root": str(tree),
             "train_subjects": "001-004",
-            "val_subjects": "063-064",
+            "val_subjects": "065-066",
             "frames": 8,
             "ordered": net == "convlstm_fusion",
         },

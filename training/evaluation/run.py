@@ -1,7 +1,8 @@
 """``gaitlab eval``: embed a partition with a trained model and run the protocol on it.
 
 Both distances are computed (``euc`` and ``cos``); each gets a table, a JSON section and a PNG
-heat map. ``--model`` takes a training checkpoint.
+heat map. ``--model`` takes a training checkpoint (``.pt``, embedded by PyTorch) or an exported
+model (``.onnx``, embedded by the ONNX Runtime engine, as the service does).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from models.engine import EmbeddingEngine
 from training.checkpoint import model_from_checkpoint
 from training.data.cache import SilhouetteCache
 from training.data.subjects import parse_subjects
@@ -36,11 +38,16 @@ def evaluate_checkpoint(
     device: str = "cpu",
     progress: bool = True,
 ) -> EvalOutputs:
-    model = model_from_checkpoint(model_path, device)
     cache = SilhouetteCache.load(data_root, parse_subjects(subjects), progress=progress)
     if len(cache) == 0:
         raise ValueError(f"no sequences for subjects {subjects} under {data_root}")
-    feats = embed_cache(model, cache, torch.device(device), batch_size, progress=progress)
+    if Path(model_path).suffix == ".onnx":
+        engine = EmbeddingEngine(model_path, device="cuda" if device == "cuda" else "cpu")
+        clips = [cache.sequence(i) for i in range(len(cache))]
+        feats = engine.embed_many(clips, batch_size)
+    else:
+        model = model_from_checkpoint(model_path, device)
+        feats = embed_cache(model, cache, torch.device(device), batch_size, progress=progress)
     subject_ids, conditions, views = cache.subjects, cache.conditions, cache.views
     results = {m: evaluate(feats, subject_ids, conditions, views, metric=m) for m in METRICS}
     if embeddings_path:

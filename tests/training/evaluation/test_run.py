@@ -36,7 +36,7 @@ def test_eval_writes_tables_json_heatmaps_and_embeddings(
             "--data",
             str(training_tree),
             "--subjects",
-            "001-004,063-064",
+            "001-004,065-066",
             "--json",
             str(report_path),
             "--save-embeddings",
@@ -61,7 +61,7 @@ def test_eval_writes_tables_json_heatmaps_and_embeddings(
     assert feats.shape == (660, 16, 8)
     recomputed = evaluate(feats, subjects, conds, views, metric="euc")
     assert recomputed.mean["NM"] == pytest.approx(report["euc"]["mean"]["NM"])
-    assert set(np.unique(subjects)) == {"001", "002", "003", "004", "063", "064"}
+    assert set(np.unique(subjects)) == {"001", "002", "003", "004", "065", "066"}
 
 
 def test_eval_reports_bad_input(checkpoint, training_tree, capsys):

@@ -1,0 +1,101 @@
+"""The model card: what an exported model is, what it expects, how good it is, and where to
+draw the line between "same person" and "unknown". Stored inside the ONNX file (metadata key
+``gaitlab.model_card``) and beside it as ``<file>.card.json``; numpy/pydantic only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.contract import FRAME_HEIGHT, MODEL_WIDTH
+
+METADATA_KEY = "gaitlab.model_card"
+CARD_SUFFIX = ".card.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputContract(_Strict):
+    name: str = "silhouettes"
+    dtype: str = "uint8"
+    shape: list[str | int] = ["batch", "frames", FRAME_HEIGHT, MODEL_WIDTH]
+    value_range: tuple[int, int] = (0, 255)
+    frame_order: str = "temporal (first frame first)"
+    normalisation: str = (
+        "models.silhouette.normalise_clip: OpenGait CASIA-B alignment to 64x64, 10 columns cut "
+        "from each side"
+    )
+
+
+class EmbeddingContract(_Strict):
+    name: str = "embeddings"
+    shape: list[str | int]  # ["batch", c, p]
+    metric: str = "cos"
+    score: str = (
+        "mean over parts of the cosine similarity of part vectors, in [-1, 1] "
+        "(models.scoring.similarity); higher is more alike"
+    )
+
+
+class Threshold(_Strict):
+    """Accept a match when its score >= ``score``; measured on the validation subjects."""
+
+    far: float = Field(description="target false accept rate")
+    score: float
+    measured_far: float
+    tar: float = Field(description="true accept rate at this threshold")
+
+
+class ValidationResult(_Strict):
+    subjects: str
+    protocol: str = "CASIA-B: gallery nm-01-04, identical views excluded, all frames"
+    rank1: dict[str, dict[str, float]]  # metric → {"NM": …, "BG": …, "CL": …}
+    genuine_pairs: int = 0
+    impostor_pairs: int = 0
+
+
+class TrainingRecord(_Strict):
+    data: str = "CASIA-B (OpenGait pkl), research use only"
+    subjects: str
+    config_name: str
+    iterations: int
+    wall_time_s: float
+    recipe: dict
+
+
+class ModelCard(_Strict):
+    name: str
+    version: str = Field(description="net name + content hash of the model's weights and graph")
+    net: str
+    net_options: dict
+    input: InputContract = InputContract()
+    embedding: EmbeddingContract
+    training: TrainingRecord
+    validation: ValidationResult | None = None
+    thresholds: list[Threshold] = []
+    licence: str = (
+        "Research derivative of the CASIA Gait Database (Dataset B), CBSR, Institute of "
+        "Automation, Chinese Academy of Sciences: for research use only."
+    )
+    contract_version: int = 1
+
+    def threshold_at(self, far: float) -> Threshold | None:
+        return next((t for t in self.thresholds if abs(t.far - far) < 1e-12), None)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        return cls.model_validate(json.loads(text))
+
+
+def card_path(model_path: str | Path) -> Path:
+    """``model.onnx`` → ``model.onnx.card.json``."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + CARD_SUFFIX)

@@ -1,0 +1,109 @@
+"""training.export + models.engine on real clips: ONNX equals PyTorch, the card round-trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gaitlab.cli import main
+from models.card import METADATA_KEY, ModelCard, card_path
+from models.engine import EmbeddingEngine
+from tests.training.test_trainer import tiny_config
+from training.checkpoint import model_from_checkpoint
+from training.config import TrainConfig
+from training.data.cache import SilhouetteCache
+from training.export import ExportError, OnnxEmbedder, export_checkpoint
+from training.trainer import train
+
+pytestmark = [pytest.mark.casia, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def exported(training_tree, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    config = TrainConfig.model_validate(tiny_config(training_tree, out / "run", iterations=10))
+    checkpoint = train(config, progress=False)
+    result = export_checkpoint(checkpoint, out / "model.onnx", progress=False)
+    return checkpoint, result
+
+
+@pytest.mark.parametrize("frames", [1, 7, 30, 120])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_engine_equals_pytorch(exported, training_tree, frames, batch):
+    checkpoint, result = exported
+    wrapper = OnnxEmbedder(model_from_checkpoint(checkpoint)).eval()
+    engine = EmbeddingEngine(result.path, device="cpu")
+    cache = SilhouetteCache.load(training_tree, ["065", "066"], progress=False)
+    long = np.flatnonzero(cache.lengths >= frames)[:batch]
+    clips = np.stack([cache.sequence(i)[:frames] for i in long])
+    with torch.no_grad():
+        expected = wrapper(torch.from_numpy(clips)).numpy()
+    got = engine.embed(clips)
+    assert got.shape == (batch, 16, 8)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_parity_report_and_card(exported):
+    _, result = exported
+    assert result.parity.passed
+    assert result.parity.cases == 8
+    card = result.card
+    assert card.net == "convlstm_fusion"
+    assert card.version.startswith("convlstm_fusion-")
+    assert card.embedding.shape == ["batch", 16, 8]
+    assert card.input.shape == ["batch", "frames", 64, 44]
+    assert card.training.iterations == 10
+    assert "research" in card.licence
+    assert set(card.validation.rank1) == {"euc", "cos"}
+    assert [t.far for t in card.thresholds] == [0.01, 0.001]
+    strict, loose = card.thresholds[1], card.thresholds[0]
+    assert strict.score >= loose.score
+    assert strict.measured_far <= 0.001
+    assert loose.measured_far <= 0.01
+    assert 0 <= strict.tar <= loose.tar <= 1
+
+
+def test_card_round_trips_through_the_file_and_the_side_car(exported):
+    _, result = exported
+    engine = EmbeddingEngine(result.path, device="cpu")
+    assert engine.card == result.card
+    assert engine.version == result.card.version
+    assert ModelCard.from_json(card_path(result.path).read_text()) == result.card
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
+    assert json.loads(metadata[METADATA_KEY])["version"] == result.card.version
+
+
+def test_export_refuses_validation_on_training_subjects(exported, tmp_path):
+    checkpoint, _ = exported
+    with pytest.raises(ExportError, match="trained on"):
+        export_checkpoint(checkpoint, tmp_path / "m.onnx", subjects="001-004", progress=False)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_command(exported, tmp_path, capsys):
+    checkpoint, _ = exported
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
+    printed = capsys.readouterr().out
+    assert "parity: 8 cases" in printed
+    assert "threshold at FAR 0.01" in printed
+    assert (tmp_path / "m.onnx.card.json").exists()
+
+
+def test_eval_of_the_onnx_model_matches_the_checkpoint(exported, training_tree, tmp_path):
+    checkpoint, result = exported
+    reports = {}
+    for name, model in (("pt", checkpoint), ("onnx", result.path)):
+        out = tmp_path / f"{name}.json"
+        args = ["eval", "--model", str(model), "--data", str(training_tree)]
+        assert main([*args, "--subjects", "065-066", "--json", str(out)]) == 0
+        reports[name] = json.loads(out.read_text())
+    for metric in ("euc", "cos"):
+        for probe_set in ("NM", "BG", "CL"):
+            assert reports["onnx"][metric]["mean"][probe_set] == pytest.approx(
+                reports["pt"][metric]["mean"][probe_set], abs=0.5
+            )

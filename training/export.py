@@ -1,0 +1,223 @@
+"""``gaitlab export``: a training checkpoint → an ONNX embedding model with its model card.
+
+1. The net's ``embed`` is exported behind a thin wrapper that takes the contract's input as it
+   is (``uint8 [batch, frames, 64, 44]``, scaled to [0, 1] inside the graph), with dynamic batch
+   and frame axes.
+2. Parity: ONNX Runtime and PyTorch embed the same real clips (1, 7, 30 and 120 frames; batches
+   of 1 and 4); the export fails, and leaves no file, unless they agree.
+3. Validation and calibration on held-out subjects (when given): the protocol's NM/BG/CL rank-1
+   and open-set thresholds at 1 % and 0.1 % false accept rate.
+4. The card goes into the ONNX metadata and beside the file; its version is a content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.card import (
+    METADATA_KEY,
+    EmbeddingContract,
+    ModelCard,
+    TrainingRecord,
+    ValidationResult,
+    card_path,
+)
+from models.engine import EmbeddingEngine
+from training.calibration import calibrate
+from training.checkpoint import load_checkpoint, model_from_checkpoint
+from training.data.cache import SilhouetteCache
+from training.data.subjects import parse_subjects
+from training.evaluation.protocol import METRICS, evaluate
+
+PARITY_LENGTHS = (1, 7, 30, 120)
+PARITY_BATCHES = (1, 4)
+OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """The export could not produce a model that can be trusted (e.g. parity failed)."""
+
+
+class OnnxEmbedder(torch.nn.Module):
+    """In sils: uint8 [n, s, 64, 44]. Out float32 [n, c, p] (the net's ``embed``)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, sils: torch.Tensor) -> torch.Tensor:
+        return self.net.embed(sils.float() / 255.0)
+
+
+@dataclass
+class ParityReport:
+    max_abs_diff: float
+    min_cosine: float
+    cases: int  # (length, batch) combinations checked
+    tolerance: float
+    min_cosine_required: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.tolerance and self.min_cosine >= self.min_cosine_required
+
+
+def parity_clips(cache: SilhouetteCache, rng: np.random.Generator) -> list[np.ndarray]:
+    """Real batches for every (length, batch size): uint8 [b, length, 64, 44] each."""
+    batches = []
+    for length in PARITY_LENGTHS:
+        long_enough = np.flatnonzero(cache.lengths >= length)
+        if len(long_enough) == 0:
+            raise ExportError(f"no validation sequence has {length} frames for the parity check")
+        for batch in PARITY_BATCHES:
+            picks = rng.choice(long_enough, batch, replace=len(long_enough) < batch)
+            batches.append(np.stack([cache.sequence(i)[:length] for i in picks]))
+    return batches
+
+
+def check_parity(
+    wrapper: OnnxEmbedder,
+    engine: EmbeddingEngine,
+    batches: list[np.ndarray],
+    tolerance: float = 1e-3,
+    min_cosine: float = 0.9999,
+) -> ParityReport:
+    worst_diff, worst_cos = 0.0, 1.0
+    for clips in batches:
+        with torch.no_grad():
+            expected = wrapper(torch.from_numpy(clips)).numpy()
+        got = engine.embed(clips)
+        worst_diff = max(worst_diff, float(np.abs(got - expected).max()))
+        a, b = got.reshape(len(got), -1), expected.reshape(len(expected), -1)
+        cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+        worst_cos = min(worst_cos, float(cosine.min()))
+    return ParityReport(worst_diff, worst_cos, len(batches), tolerance, min_cosine)
+
+
+def _torch_export(wrapper: OnnxEmbedder, path: Path) -> None:
+    example = torch.zeros(2, 8, 64, 44, dtype=torch.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(path),
+            input_names=["silhouettes"],
+            output_names=["embeddings"],
+            dynamic_axes={"silhouettes": {0: "batch", 1: "frames"}, "embeddings": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def content_version(net: str, model_bytes: bytes) -> str:
+    return f"{net}-{hashlib.sha256(model_bytes).hexdigest()[:12]}"
+
+
+def _write_with_card(onnx_path: Path, out: Path, card: ModelCard) -> None:
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, card.to_json()
+    partial = out.with_name(out.name + ".partial")
+    onnx.save(model, str(partial))
+    os.replace(partial, out)
+    card_path(out).write_text(card.to_json() + "\n")
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    card: ModelCard
+    parity: ParityReport
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    out: Path,
+    data_root: Path | None = None,
+    subjects: str | None = None,
+    name: str | None = None,
+    progress: bool = True,
+) -> ExportResult:
+    """Export, check parity, validate and calibrate on ``subjects``, write the model and card.
+
+    ``data_root`` and ``subjects`` default to the checkpoint's ``data.root`` and
+    ``data.val_subjects``; without validation subjects nothing is calibrated and the export
+    fails, since a model without a threshold cannot make open-set decisions.
+    """
+    state = load_checkpoint(checkpoint)
+    config = state["config"]
+    data_root = Path(data_root or config["data"]["root"])
+    subjects = subjects or config["data"].get("val_subjects")
+    if not subjects:
+        raise ExportError("no validation subjects: pass --subjects (e.g. 063-074)")
+    overlap = set(parse_subjects(subjects)) & set(state["subject_ids"])
+    if overlap:
+        raise ExportError(
+            f"validation subjects {subjects} include {len(overlap)} the model was trained on "
+            f"(e.g. {sorted(overlap)[0]}): its figures and thresholds would flatter it"
+        )
+    net = model_from_checkpoint(checkpoint)
+    wrapper = OnnxEmbedder(net).eval()
+    cache = SilhouetteCache.load(data_root, parse_subjects(subjects), progress=progress)
+    if len(cache) == 0:
+        raise ExportError(f"no sequences for subjects {subjects} under {data_root}")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        bare = Path(scratch) / "bare.onnx"
+        _torch_export(wrapper, bare)
+        engine = EmbeddingEngine(bare, device="cpu", warmup=False)
+        parity = check_parity(wrapper, engine, parity_clips(cache, np.random.default_rng(0)))
+        if not parity.passed:
+            raise ExportError(
+                f"ONNX Runtime and PyTorch disagree: max abs diff {parity.max_abs_diff:.2e} "
+                f"(allowed {parity.tolerance:.0e}), min cosine {parity.min_cosine:.6f} "
+                f"(required {parity.min_cosine_required}); nothing written"
+            )
+
+        clips = [cache.sequence(i) for i in range(len(cache))]
+        feats = engine.embed_many(clips)
+        subject_ids, conditions, views = cache.subjects, cache.conditions, cache.views
+        rank1 = {
+            metric: evaluate(feats, subject_ids, conditions, views, metric=metric).mean
+            for metric in METRICS
+        }
+        thresholds, genuine, impostor = calibrate(feats, subject_ids, conditions)
+        options = json.loads(json.dumps(state["model_options"]))  # tuples → lists, as stored
+        card = ModelCard(
+            name=name or config["name"],
+            version=content_version(state["model_name"], bare.read_bytes()),
+            net=state["model_name"],
+            net_options=options,
+            embedding=EmbeddingContract(
+                shape=["batch", options["embedding_dim"], options["parts"]]
+            ),
+            training=TrainingRecord(
+                subjects=config["data"]["train_subjects"],
+                config_name=config["name"],
+                iterations=state["iteration"],
+                wall_time_s=round(state["elapsed_s"], 1),
+                recipe=config,
+            ),
+            validation=ValidationResult(
+                subjects=subjects,
+                rank1={m: {k: round(v, 2) for k, v in r.items()} for m, r in rank1.items()},
+                genuine_pairs=genuine,
+                impostor_pairs=impostor,
+            ),
+            thresholds=thresholds,
+        )
+        _write_with_card(bare, out, card)
+    return ExportResult(out, card, parity)
