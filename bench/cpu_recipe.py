@@ -11,9 +11,9 @@ Close everything else first: on 2 cores a second job skews every figure.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,135 +26,66 @@ from models.registry import create_model  # noqa: E402
 from training.losses import batch_all_triplet_loss, part_cross_entropy  # noqa: E402
 
 NARROW = (16, 32, 64, 128)
-# name: (net, options, P, K, frames, bf16, channels_last, stage strides)
+STEM2 = {"stem_stride": 2, "parts": 8}
+
+
+@dataclass(frozen=True)
+class Variant:
+    options: dict = field(default_factory=dict)
+    net: str = "convlstm_fusion"
+    subjects: int = 8  # P
+    sequences: int = 8  # K
+    frames: int = 20
+    bf16: bool = False
+    channels_last: bool = False
+    stage_strides: tuple[int, ...] | None = None
+
+
 VARIANTS = {
-    "fp32, stem 1, 16 parts": ("convlstm_fusion", {}, 8, 8, 20, False, False, None),
-    "+ channels-last": ("convlstm_fusion", {}, 8, 8, 20, False, True, None),
-    "+ bf16": ("convlstm_fusion", {}, 8, 8, 20, True, False, None),
-    "bf16 + channels-last": ("convlstm_fusion", {}, 8, 8, 20, True, True, None),
-    "stem 2 (8 parts), fp32 + channels-last": (
-        "convlstm_fusion",
-        {"stem_stride": 2, "parts": 8},
-        8,
-        8,
-        20,
-        False,
-        True,
-        None,
+    "fp32, stem 1, 16 parts": Variant(),
+    "+ channels-last": Variant(channels_last=True),
+    "+ bf16": Variant(bf16=True),
+    "bf16 + channels-last": Variant(bf16=True, channels_last=True),
+    "stem 2 (8 parts), fp32 + channels-last": Variant(STEM2, channels_last=True),
+    "stem 2 (8 parts), bf16": Variant(STEM2, bf16=True),
+    "stem 2 (8 parts), bf16 + channels-last [recipe]": Variant(
+        STEM2, bf16=True, channels_last=True
     ),
-    "stem 2 (8 parts), bf16": (
-        "convlstm_fusion",
-        {"stem_stride": 2, "parts": 8},
-        8,
-        8,
-        20,
-        True,
-        False,
-        None,
+    "recipe, 30 frames": Variant(STEM2, frames=30, bf16=True, channels_last=True),
+    "recipe, 10 frames": Variant(STEM2, frames=10, bf16=True, channels_last=True),
+    "recipe, P×K 8×16": Variant(STEM2, sequences=16, bf16=True, channels_last=True),
+    "recipe, P×K 16×4": Variant(STEM2, subjects=16, sequences=4, bf16=True, channels_last=True),
+    "stem 2 keeping 16 parts (stages 1,2,1,1)": Variant(
+        {"stem_stride": 2}, bf16=True, channels_last=True, stage_strides=(1, 2, 1, 1)
     ),
-    "stem 2 (8 parts), bf16 + channels-last [recipe]": (
-        "convlstm_fusion",
-        {"stem_stride": 2, "parts": 8},
-        8,
-        8,
-        20,
-        True,
-        True,
-        None,
+    "recipe, wider 32/64/128/256": Variant(
+        {**STEM2, "channels": (32, 64, 128, 256)}, bf16=True, channels_last=True
     ),
-    "recipe, 30 frames": (
-        "convlstm_fusion",
-        {"stem_stride": 2, "parts": 8},
-        8,
-        8,
-        30,
-        True,
-        True,
-        None,
-    ),
-    "recipe, 10 frames": (
-        "convlstm_fusion",
-        {"stem_stride": 2, "parts": 8},
-        8,
-        8,
-        10,
-        True,
-        True,
-        None,
-    ),
-    "recipe, P×K 8×16": (
-        "convlstm_fusion",
-        {"stem_stride": 2, "parts": 8},
-        8,
-        16,
-        20,
-        True,
-        True,
-        None,
-    ),
-    "recipe, P×K 16×4": (
-        "convlstm_fusion",
-        {"stem_stride": 2, "parts": 8},
-        16,
-        4,
-        20,
-        True,
-        True,
-        None,
-    ),
-    "stem 2 keeping 16 parts (stages 1,2,1,1)": (
-        "convlstm_fusion",
-        {"stem_stride": 2},
-        8,
-        8,
-        20,
-        True,
-        True,
-        (1, 2, 1, 1),
-    ),
-    "recipe, wider 32/64/128/256": (
-        "convlstm_fusion",
-        {"stem_stride": 2, "parts": 8, "channels": (32, 64, 128, 256)},
-        8,
-        8,
-        20,
-        True,
-        True,
-        None,
-    ),
-    "baseline, recipe settings": (
-        "baseline",
-        {"stem_stride": 2, "parts": 8},
-        8,
-        8,
-        20,
-        True,
-        True,
-        None,
-    ),
+    "baseline, recipe settings": Variant(STEM2, net="baseline", bf16=True, channels_last=True),
 }
 
 
-def time_step(net, options, p, k, frames, bf16, channels_last, strides, steps) -> float:
+def time_step(variant: Variant, steps: int) -> float:
+    """Mean seconds of one training step of ``variant`` (after a warm-up step)."""
     saved = backbone.STAGE_STRIDES
-    if strides:
-        backbone.STAGE_STRIDES = strides
+    if variant.stage_strides:
+        backbone.STAGE_STRIDES = variant.stage_strides
     try:
-        model = create_model(net, **{"channels": NARROW, "num_classes": p, **options})
+        options = {"channels": NARROW, "num_classes": variant.subjects, **variant.options}
+        model = create_model(variant.net, **options)
     finally:
         backbone.STAGE_STRIDES = saved
-    if channels_last:
+    if variant.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    sils = (torch.rand(p * k, frames, 64, 44) > 0.5).float()
-    labels = torch.arange(p).repeat_interleave(k)
-    autocast = (
-        (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
-    )
+    batch = variant.subjects * variant.sequences
+    sils = (torch.rand(batch, variant.frames, 64, 44) > 0.5).float()
+    labels = torch.arange(variant.subjects).repeat_interleave(variant.sequences)
     times = []
     for _ in range(steps + 1):
         started = time.perf_counter()
-        with autocast():
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.bf16)
+        with autocast:
             outputs = model(sils)
         loss = batch_all_triplet_loss(outputs["embeddings"], labels)[0]
         loss = loss + part_cross_entropy(outputs["logits"], labels)
@@ -173,11 +104,11 @@ def main() -> int:
     torch.manual_seed(0)
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     reference = None
-    for name, (net, options, p, k, frames, bf16, cl, strides) in VARIANTS.items():
+    for name, variant in VARIANTS.items():
         if args.only and args.only not in name:
             continue
-        seconds = time_step(net, options, p, k, frames, bf16, cl, strides, args.steps)
-        rate = p * k * frames / seconds
+        seconds = time_step(variant, args.steps)
+        rate = variant.subjects * variant.sequences * variant.frames / seconds
         reference = reference or rate
         print(
             f"{name:50s} {seconds:6.2f} s/step {rate:7.0f} frames/s {rate / reference:5.1f}x",

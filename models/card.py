@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,6 +72,7 @@ class TrainingRecord(_Strict):
 class ModelCard(_Strict):
     name: str
     version: str = Field(description="net name + content hash of the model's weights and graph")
+    variant: Literal["fp32", "int8"] = "fp32"
     net: str
     net_options: dict
     input: InputContract = InputContract()

@@ -37,3 +37,15 @@ def test_stats_on_real_subjects(casia_b_tree, tmp_path, capsys, manifest):
     report = json.loads(out.read_text())
     assert report["subjects"] == 1
     assert len(report["short"]) == 9
+
+
+def test_eval_without_a_model_uses_the_default_or_says_there_is_none(tmp_path, capsys):
+    from models.default import DEFAULT_MODEL
+
+    code = main(["eval", "--data", str(tmp_path), "--subjects", "001"])
+    assert code == 2
+    error = capsys.readouterr().err
+    if DEFAULT_MODEL.exists():
+        assert "no sequences" in error  # the default model loaded; the empty tree is the problem
+    else:
+        assert "no default model" in error

@@ -6,9 +6,25 @@ Only argparse at import time: each handler imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
+
+
+def _reports_errors(handler):
+    """Errors a user can fix (missing files, bad values, bad configs, a failed export) become one
+    line on stderr and exit status 2; anything else keeps its traceback."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -55,7 +71,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="the standard CASIA-B protocol (NM/BG/CL rank-1) for a trained model",
     )
     evaluate.add_argument(
-        "--model", type=Path, required=True, help="training checkpoint (.pt) or exported .onnx"
+        "--model",
+        type=Path,
+        default=None,
+        help="training checkpoint (.pt) or exported .onnx (default: the shipped default model)",
     )
     evaluate.add_argument("--data", type=Path, required=True, help="pkl tree")
     evaluate.add_argument("--subjects", default="063-074", help="e.g. 063-074 or LT-test")
@@ -78,6 +97,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--subjects", default=None, help="held-out validation subjects (default: from config)"
     )
     export.add_argument("--name", default=None, help="model name for the card")
+    export.add_argument(
+        "--int8", action="store_true", help="also write the int8 variant (FILE.int8.onnx)"
+    )
     export.set_defaults(run=_run_export)
 
 
@@ -89,8 +111,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=None, help="override run.iterations")
 
 
+@_reports_errors
 def run_train(args: argparse.Namespace) -> int:
-    from training.config import ConfigError, load_config
+    from training.config import load_config
     from training.trainer import train
 
     overrides: dict = {}
@@ -100,33 +123,25 @@ def run_train(args: argparse.Namespace) -> int:
         overrides.setdefault("run", {})["out_dir"] = str(args.out_dir)
     if args.iterations:
         overrides.setdefault("run", {})["iterations"] = args.iterations
-    try:
-        config = load_config(args.config, overrides)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    checkpoint = train(config, resume=args.resume)
+    checkpoint = train(load_config(args.config, overrides), resume=args.resume)
     print(f"checkpoint: {checkpoint}")
     return 0
 
 
+@_reports_errors
 def _run_eval(args: argparse.Namespace) -> int:
-    from training.data.subjects import SubjectSpecError
+    from models.default import default_model_path
     from training.evaluation.run import evaluate_checkpoint, print_results
 
-    try:
-        outputs = evaluate_checkpoint(
-            args.model,
-            args.data,
-            args.subjects,
-            json_path=args.json,
-            embeddings_path=args.save_embeddings,
-            batch_size=args.batch_size,
-            device=args.device,
-        )
-    except (FileNotFoundError, SubjectSpecError, ValueError) as error:  # incl. ModelContractError
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    outputs = evaluate_checkpoint(
+        args.model or default_model_path(),
+        args.data,
+        args.subjects,
+        json_path=args.json,
+        embeddings_path=args.save_embeddings,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
     print_results(outputs)
     if args.json:
         print(f"wrote {args.json} and heat maps beside it")
@@ -141,20 +156,17 @@ def _listing(title: str, items: list, limit: int = 20) -> None:
         print(f"  … and {len(items) - limit} more")
 
 
+@_reports_errors
 def _run_pretreat(args: argparse.Namespace) -> int:
     from training.data.pretreat import pretreat_tree
 
-    try:
-        report = pretreat_tree(
-            args.raw,
-            args.out,
-            workers=args.workers,
-            min_frames=args.min_frames,
-            overwrite=args.overwrite,
-        )
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    report = pretreat_tree(
+        args.raw,
+        args.out,
+        workers=args.workers,
+        min_frames=args.min_frames,
+        overwrite=args.overwrite,
+    )
     print(f"sequences written   {report.sequences_written}")
     print(f"already present     {report.sequences_existing}")
     print(f"frames read / kept  {report.frames_read} / {report.frames_kept}")
@@ -165,16 +177,13 @@ def _run_pretreat(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reports_errors
 def _run_stats(args: argparse.Namespace) -> int:
     from training.data.casia_b import tree_stats
-    from training.data.subjects import SubjectSpecError, parse_subjects
+    from training.data.subjects import parse_subjects
 
-    try:
-        subjects = parse_subjects(args.subjects) if args.subjects else None
-        stats = tree_stats(args.tree, subjects, min_frames=args.min_frames)
-    except (FileNotFoundError, SubjectSpecError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    subjects = parse_subjects(args.subjects) if args.subjects else None
+    stats = tree_stats(args.tree, subjects, min_frames=args.min_frames)
     mean = stats.frames / stats.sequences if stats.sequences else 0.0
     print(f"tree       {stats.root}")
     print(f"subjects   {stats.subjects}")
@@ -189,32 +198,32 @@ def _run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reports_errors
 def _run_export(args: argparse.Namespace) -> int:
-    from training.data.subjects import SubjectSpecError
-    from training.export import ExportError, export_checkpoint
+    from training.export import export_checkpoint
 
-    try:
-        result = export_checkpoint(
-            args.checkpoint, args.out, data_root=args.data, subjects=args.subjects, name=args.name
-        )
-    except (ExportError, FileNotFoundError, SubjectSpecError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    result = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        data_root=args.data,
+        subjects=args.subjects,
+        name=args.name,
+        int8=args.int8,
+    )
     card, parity = result.card, result.parity
     print(f"wrote {result.path} ({card.version})")
     print(
         f"parity: {parity.cases} cases, max abs diff {parity.max_abs_diff:.2e}, "
         f"min cosine {parity.min_cosine:.6f}"
     )
-    if card.validation:
-        for metric, figures in card.validation.rank1.items():
+    for variant in filter(None, (card, result.int8_card)):
+        print(f"{variant.variant} {variant.version}")
+        for metric, figures in variant.validation.rank1.items():
+            line = " ".join(f"{k} {v:.1f}" for k, v in figures.items())
+            print(f"  validation {variant.validation.subjects} {metric}: {line}")
+        for threshold in variant.thresholds:
             print(
-                f"validation {card.validation.subjects} {metric}: "
-                + " ".join(f"{k} {v:.1f}" for k, v in figures.items())
+                f"  threshold at FAR {threshold.far:g}: score >= {threshold.score:.4f} "
+                f"(TAR {100 * threshold.tar:.1f} %)"
             )
-    for threshold in card.thresholds:
-        print(
-            f"threshold at FAR {threshold.far:g}: score >= {threshold.score:.4f} "
-            f"(TAR {100 * threshold.tar:.1f} %)"
-        )
     return 0

@@ -8,6 +8,8 @@
 3. Validation and calibration on held-out subjects (when given): the protocol's NM/BG/CL rank-1
    and open-set thresholds at 1 % and 0.1 % false accept rate.
 4. The card goes into the ONNX metadata and beside the file; its version is a content hash.
+5. Optionally an int8 variant (static quantisation calibrated on training clips), with its own
+   measured validation figures and thresholds.
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ from training.checkpoint import load_checkpoint, model_from_checkpoint
 from training.data.cache import SilhouetteCache
 from training.data.subjects import parse_subjects
 from training.evaluation.protocol import METRICS, evaluate
+from training.quantize import quantize_int8
 
 PARITY_LENGTHS = (1, 7, 30, 120)
 PARITY_BATCHES = (1, 4)
 OPSET = 17
 
 
-class ExportError(RuntimeError):
-    """The export could not produce a model that can be trusted (e.g. parity failed)."""
+class ExportError(ValueError):
+    """The export's inputs or result cannot be trusted (no validation data, parity failed)."""
 
 
 class OnnxEmbedder(torch.nn.Module):
@@ -140,6 +143,72 @@ class ExportResult:
     path: Path
     card: ModelCard
     parity: ParityReport
+    int8_card: ModelCard | None = None
+
+    @property
+    def int8_path(self) -> Path:
+        return int8_path(self.path)
+
+
+def int8_path(path: Path) -> Path:
+    """``model.onnx`` → ``model.int8.onnx``."""
+    return path.with_name(f"{path.stem}.int8{path.suffix}")
+
+
+def validate_and_calibrate(
+    engine: EmbeddingEngine, cache: SilhouetteCache, subjects: str
+) -> tuple[ValidationResult, list]:
+    """NM/BG/CL rank-1 (both distances) and thresholds, from ``engine``'s embeddings."""
+    feats = engine.embed_many([cache.sequence(i) for i in range(len(cache))])
+    subject_ids, conditions, views = cache.subjects, cache.conditions, cache.views
+    rank1 = {
+        metric: evaluate(feats, subject_ids, conditions, views, metric=metric).mean
+        for metric in METRICS
+    }
+    thresholds, genuine, impostor = calibrate(feats, subject_ids, conditions)
+    validation = ValidationResult(
+        subjects=subjects,
+        rank1={m: {k: round(v, 2) for k, v in r.items()} for m, r in rank1.items()},
+        genuine_pairs=genuine,
+        impostor_pairs=impostor,
+    )
+    return validation, thresholds
+
+
+CALIBRATION_CLIPS = 64
+CALIBRATION_FRAMES = 30
+
+
+def _export_int8(
+    fp32: Path,
+    out: Path,
+    card: ModelCard,
+    val_cache: SilhouetteCache,
+    subjects: str,
+    data_root: Path,
+    config: dict,
+) -> ModelCard:
+    """Quantise on training clips, validate and calibrate the result, write it with its card."""
+    train_subjects = parse_subjects(config["data"]["train_subjects"])[:16]
+    train_cache = SilhouetteCache.load(data_root, train_subjects, progress=False)
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(train_cache), CALIBRATION_CLIPS, replace=False)
+    clips = [train_cache.sequence(i)[:CALIBRATION_FRAMES] for i in picks]
+    target = int8_path(out)
+    with tempfile.TemporaryDirectory() as scratch:
+        quantised = quantize_int8(fp32, Path(scratch) / "int8.onnx", clips, "silhouettes")
+        engine = EmbeddingEngine(quantised, device="cpu", warmup=False)
+        validation, thresholds = validate_and_calibrate(engine, val_cache, subjects)
+        int8_card = card.model_copy(
+            update={
+                "version": f"{card.version}-int8",
+                "variant": "int8",
+                "validation": validation,
+                "thresholds": thresholds,
+            }
+        )
+        _write_with_card(quantised, target, int8_card)
+    return int8_card
 
 
 def export_checkpoint(
@@ -148,13 +217,15 @@ def export_checkpoint(
     data_root: Path | None = None,
     subjects: str | None = None,
     name: str | None = None,
+    int8: bool = False,
     progress: bool = True,
 ) -> ExportResult:
     """Export, check parity, validate and calibrate on ``subjects``, write the model and card.
 
     ``data_root`` and ``subjects`` default to the checkpoint's ``data.root`` and
     ``data.val_subjects``; without validation subjects nothing is calibrated and the export
-    fails, since a model without a threshold cannot make open-set decisions.
+    fails, since a model without a threshold cannot make open-set decisions. With ``int8``, the
+    int8 variant is written beside (``FILE.int8.onnx``), validated and calibrated on its own.
     """
     state = load_checkpoint(checkpoint)
     config = state["config"]
@@ -187,14 +258,7 @@ def export_checkpoint(
                 f"(required {parity.min_cosine_required}); nothing written"
             )
 
-        clips = [cache.sequence(i) for i in range(len(cache))]
-        feats = engine.embed_many(clips)
-        subject_ids, conditions, views = cache.subjects, cache.conditions, cache.views
-        rank1 = {
-            metric: evaluate(feats, subject_ids, conditions, views, metric=metric).mean
-            for metric in METRICS
-        }
-        thresholds, genuine, impostor = calibrate(feats, subject_ids, conditions)
+        validation, thresholds = validate_and_calibrate(engine, cache, subjects)
         options = json.loads(json.dumps(state["model_options"]))  # tuples → lists, as stored
         card = ModelCard(
             name=name or config["name"],
@@ -211,13 +275,11 @@ def export_checkpoint(
                 wall_time_s=round(state["elapsed_s"], 1),
                 recipe=config,
             ),
-            validation=ValidationResult(
-                subjects=subjects,
-                rank1={m: {k: round(v, 2) for k, v in r.items()} for m, r in rank1.items()},
-                genuine_pairs=genuine,
-                impostor_pairs=impostor,
-            ),
+            validation=validation,
             thresholds=thresholds,
         )
         _write_with_card(bare, out, card)
-    return ExportResult(out, card, parity)
+        int8_card = None
+        if int8:
+            int8_card = _export_int8(bare, out, card, cache, subjects, data_root, config)
+    return ExportResult(out, card, parity, int8_card)

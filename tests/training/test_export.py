@@ -26,7 +26,7 @@ def exported(training_tree, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     config = TrainConfig.model_validate(tiny_config(training_tree, out / "run", iterations=10))
     checkpoint = train(config, progress=False)
-    result = export_checkpoint(checkpoint, out / "model.onnx", progress=False)
+    result = export_checkpoint(checkpoint, out / "model.onnx", int8=True, progress=False)
     return checkpoint, result
 
 
@@ -90,7 +90,7 @@ def test_export_command(exported, tmp_path, capsys):
     assert main(["export", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
     printed = capsys.readouterr().out
     assert "parity: 8 cases" in printed
-    assert "threshold at FAR 0.01" in printed
+    assert "  threshold at FAR 0.01" in printed
     assert (tmp_path / "m.onnx.card.json").exists()
 
 
@@ -107,3 +107,23 @@ def test_eval_of_the_onnx_model_matches_the_checkpoint(exported, training_tree, 
             assert reports["onnx"][metric]["mean"][probe_set] == pytest.approx(
                 reports["pt"][metric]["mean"][probe_set], abs=0.5
             )
+
+
+def test_int8_variant_has_its_own_measured_card(exported):
+    _, result = exported
+    engine = EmbeddingEngine(result.int8_path, device="cpu")
+    card = engine.card
+    assert card.variant == "int8"
+    assert card.version == f"{result.card.version}-int8"
+    assert card.validation.genuine_pairs == result.card.validation.genuine_pairs
+    assert [t.far for t in card.thresholds] == [0.01, 0.001]
+    clips = np.zeros((2, 30, 64, 44), np.uint8)
+    clips[:, :, 10:50, 15:30] = 255
+    fp32 = EmbeddingEngine(result.path, device="cpu").embed(clips)
+    int8 = engine.embed(clips)
+    cosine = (
+        (fp32 * int8).sum((1, 2))
+        / np.linalg.norm(fp32, axis=(1, 2))
+        / np.linalg.norm(int8, axis=(1, 2))
+    )
+    assert cosine.min() > 0.9  # quantised, not a different model
