@@ -54,6 +54,7 @@ class Threshold(_Strict):
 
 class ValidationResult(_Strict):
     subjects: str
+    source: str = "this model, on held-out subjects"
     protocol: str = "CASIA-B: gallery nm-01-04, identical views excluded, all frames"
     rank1: dict[str, dict[str, float]]  # metric → {"NM": …, "BG": …, "CL": …}
     genuine_pairs: int = 0

@@ -100,6 +100,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--int8", action="store_true", help="also write the int8 variant (FILE.int8.onnx)"
     )
+    export.add_argument(
+        "--validation-from",
+        type=Path,
+        default=None,
+        help="checkpoint of the same recipe trained without the validation subjects: its "
+        "measured figures and thresholds go into the card (for models trained on all subjects)",
+    )
     export.set_defaults(run=_run_export)
 
 
@@ -209,6 +216,7 @@ def _run_export(args: argparse.Namespace) -> int:
         subjects=args.subjects,
         name=args.name,
         int8=args.int8,
+        validation_from=args.validation_from,
     )
     card, parity = result.card, result.parity
     print(f"wrote {result.path} ({card.version})")

@@ -29,6 +29,7 @@ from models.card import (
     METADATA_KEY,
     EmbeddingContract,
     ModelCard,
+    Threshold,
     TrainingRecord,
     ValidationResult,
     card_path,
@@ -156,8 +157,8 @@ def int8_path(path: Path) -> Path:
 
 
 def validate_and_calibrate(
-    engine: EmbeddingEngine, cache: SilhouetteCache, subjects: str
-) -> tuple[ValidationResult, list]:
+    engine: EmbeddingEngine, cache: SilhouetteCache, subjects: str, source: str
+) -> tuple[ValidationResult, list[Threshold]]:
     """NM/BG/CL rank-1 (both distances) and thresholds, from ``engine``'s embeddings."""
     feats = engine.embed_many([cache.sequence(i) for i in range(len(cache))])
     subject_ids, conditions, views = cache.subjects, cache.conditions, cache.views
@@ -168,6 +169,7 @@ def validate_and_calibrate(
     thresholds, genuine, impostor = calibrate(feats, subject_ids, conditions)
     validation = ValidationResult(
         subjects=subjects,
+        source=source,
         rank1={m: {k: round(v, 2) for k, v in r.items()} for m, r in rank1.items()},
         genuine_pairs=genuine,
         impostor_pairs=impostor,
@@ -177,38 +179,62 @@ def validate_and_calibrate(
 
 CALIBRATION_CLIPS = 64
 CALIBRATION_FRAMES = 30
+# Config sections that make two checkpoints "the same recipe" (all but data subjects and paths).
+RECIPE_KEYS = ("model", "sampler", "loss", "optimizer")
+RECIPE_DATA_KEYS = ("frames", "ordered", "min_frames", "augment")
+RECIPE_RUN_KEYS = ("iterations", "precision", "seed")
 
 
-def _export_int8(
-    fp32: Path,
-    out: Path,
-    card: ModelCard,
-    val_cache: SilhouetteCache,
-    subjects: str,
-    data_root: Path,
-    config: dict,
-) -> ModelCard:
-    """Quantise on training clips, validate and calibrate the result, write it with its card."""
-    train_subjects = parse_subjects(config["data"]["train_subjects"])[:16]
-    train_cache = SilhouetteCache.load(data_root, train_subjects, progress=False)
-    rng = np.random.default_rng(0)
-    picks = rng.choice(len(train_cache), CALIBRATION_CLIPS, replace=False)
-    clips = [train_cache.sequence(i)[:CALIBRATION_FRAMES] for i in picks]
-    target = int8_path(out)
-    with tempfile.TemporaryDirectory() as scratch:
-        quantised = quantize_int8(fp32, Path(scratch) / "int8.onnx", clips, "silhouettes")
-        engine = EmbeddingEngine(quantised, device="cpu", warmup=False)
-        validation, thresholds = validate_and_calibrate(engine, val_cache, subjects)
-        int8_card = card.model_copy(
-            update={
-                "version": f"{card.version}-int8",
-                "variant": "int8",
-                "validation": validation,
-                "thresholds": thresholds,
-            }
+def _same_recipe(a: dict, b: dict) -> list[str]:
+    """Config fields in which two checkpoints' recipes differ (empty when the same)."""
+    differ = [key for key in RECIPE_KEYS if a[key] != b[key]]
+    differ += [f"data.{k}" for k in RECIPE_DATA_KEYS if a["data"][k] != b["data"][k]]
+    differ += [f"run.{k}" for k in RECIPE_RUN_KEYS if a["run"][k] != b["run"][k]]
+    return differ
+
+
+def _calibration_clips(data_root: Path, config: dict) -> list[np.ndarray]:
+    """Real training clips for int8 calibration: 64 windows of 30 frames."""
+    subjects = parse_subjects(config["data"]["train_subjects"])[:16]
+    cache = SilhouetteCache.load(data_root, subjects, progress=False)
+    picks = np.random.default_rng(0).choice(len(cache), CALIBRATION_CLIPS, replace=False)
+    return [cache.sequence(i)[:CALIBRATION_FRAMES] for i in picks]
+
+
+@dataclass
+class _Exported:
+    """One checkpoint exported to a scratch folder, parity-checked."""
+
+    state: dict
+    fp32: Path
+    parity: ParityReport
+    int8: Path | None = None
+
+    def engine(self, variant: str) -> EmbeddingEngine:
+        path = self.int8 if variant == "int8" else self.fp32
+        return EmbeddingEngine(path, device="cpu", warmup=False)
+
+
+def _export_bare(
+    checkpoint: Path, scratch: Path, cache: SilhouetteCache, int8_clips: list | None
+) -> _Exported:
+    state = load_checkpoint(checkpoint)
+    wrapper = OnnxEmbedder(model_from_checkpoint(checkpoint)).eval()
+    scratch.mkdir(parents=True, exist_ok=True)
+    fp32 = scratch / "fp32.onnx"
+    _torch_export(wrapper, fp32)
+    engine = EmbeddingEngine(fp32, device="cpu", warmup=False)
+    parity = check_parity(wrapper, engine, parity_clips(cache, np.random.default_rng(0)))
+    if not parity.passed:
+        raise ExportError(
+            f"{checkpoint}: ONNX Runtime and PyTorch disagree: max abs diff "
+            f"{parity.max_abs_diff:.2e} (allowed {parity.tolerance:.0e}), min cosine "
+            f"{parity.min_cosine:.6f} (required {parity.min_cosine_required}); nothing written"
         )
-        _write_with_card(quantised, target, int8_card)
-    return int8_card
+    exported = _Exported(state, fp32, parity)
+    if int8_clips is not None:
+        exported.int8 = quantize_int8(fp32, scratch / "int8.onnx", int8_clips, "silhouettes")
+    return exported
 
 
 def export_checkpoint(
@@ -218,68 +244,83 @@ def export_checkpoint(
     subjects: str | None = None,
     name: str | None = None,
     int8: bool = False,
+    validation_from: Path | None = None,
     progress: bool = True,
 ) -> ExportResult:
     """Export, check parity, validate and calibrate on ``subjects``, write the model and card.
 
     ``data_root`` and ``subjects`` default to the checkpoint's ``data.root`` and
-    ``data.val_subjects``; without validation subjects nothing is calibrated and the export
-    fails, since a model without a threshold cannot make open-set decisions. With ``int8``, the
-    int8 variant is written beside (``FILE.int8.onnx``), validated and calibrated on its own.
+    ``data.val_subjects``; validation subjects the model was trained on are refused, and without
+    any the export fails, since a model without a threshold cannot make open-set decisions.
+
+    ``validation_from``: a checkpoint trained with the same recipe on fewer subjects (a model
+    trained on all of 001–074 has no held-out subjects of its own). Its figures and thresholds,
+    measured on subjects it never saw, go into the card, which says where they came from.
+
+    ``int8``: also write the int8 variant (``FILE.int8.onnx``), validated on its own.
     """
     state = load_checkpoint(checkpoint)
     config = state["config"]
+    validator = load_checkpoint(validation_from) if validation_from else state
     data_root = Path(data_root or config["data"]["root"])
-    subjects = subjects or config["data"].get("val_subjects")
+    subjects = subjects or validator["config"]["data"].get("val_subjects")
     if not subjects:
         raise ExportError("no validation subjects: pass --subjects (e.g. 063-074)")
-    overlap = set(parse_subjects(subjects)) & set(state["subject_ids"])
+    overlap = set(parse_subjects(subjects)) & set(validator["subject_ids"])
     if overlap:
         raise ExportError(
-            f"validation subjects {subjects} include {len(overlap)} the model was trained on "
-            f"(e.g. {sorted(overlap)[0]}): its figures and thresholds would flatter it"
+            f"validation subjects {subjects} include {len(overlap)} the validating model was "
+            f"trained on (e.g. {sorted(overlap)[0]}): its figures and thresholds would flatter "
+            "it; hold subjects out, or pass --validation-from with a model that did"
         )
-    net = model_from_checkpoint(checkpoint)
-    wrapper = OnnxEmbedder(net).eval()
+    if validation_from and (differ := _same_recipe(config, validator["config"])):
+        raise ExportError(
+            f"{validation_from} was not trained with the same recipe ({', '.join(differ)} "
+            "differ): its figures would not describe this model"
+        )
     cache = SilhouetteCache.load(data_root, parse_subjects(subjects), progress=progress)
     if len(cache) == 0:
         raise ExportError(f"no sequences for subjects {subjects} under {data_root}")
+    int8_clips = _calibration_clips(data_root, config) if int8 else None
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        bare = Path(scratch) / "bare.onnx"
-        _torch_export(wrapper, bare)
-        engine = EmbeddingEngine(bare, device="cpu", warmup=False)
-        parity = check_parity(wrapper, engine, parity_clips(cache, np.random.default_rng(0)))
-        if not parity.passed:
-            raise ExportError(
-                f"ONNX Runtime and PyTorch disagree: max abs diff {parity.max_abs_diff:.2e} "
-                f"(allowed {parity.tolerance:.0e}), min cosine {parity.min_cosine:.6f} "
-                f"(required {parity.min_cosine_required}); nothing written"
+        main = _export_bare(checkpoint, Path(scratch) / "main", cache, int8_clips)
+        measured = main
+        source = "this model, on held-out subjects"
+        if validation_from:
+            measured = _export_bare(validation_from, Path(scratch) / "sibling", cache, int8_clips)
+            source = (
+                f"sibling checkpoint {validation_from.name}: the same recipe trained on "
+                f"{validator['config']['data']['train_subjects']}, never shown {subjects}"
             )
-
-        validation, thresholds = validate_and_calibrate(engine, cache, subjects)
         options = json.loads(json.dumps(state["model_options"]))  # tuples → lists, as stored
-        card = ModelCard(
-            name=name or config["name"],
-            version=content_version(state["model_name"], bare.read_bytes()),
-            net=state["model_name"],
-            net_options=options,
-            embedding=EmbeddingContract(
-                shape=["batch", options["embedding_dim"], options["parts"]]
-            ),
-            training=TrainingRecord(
-                subjects=config["data"]["train_subjects"],
-                config_name=config["name"],
-                iterations=state["iteration"],
-                wall_time_s=round(state["elapsed_s"], 1),
-                recipe=config,
-            ),
-            validation=validation,
-            thresholds=thresholds,
-        )
-        _write_with_card(bare, out, card)
-        int8_card = None
+        version = content_version(state["model_name"], main.fp32.read_bytes())
+        cards: dict[str, ModelCard] = {}
+        for variant in ("fp32", "int8") if int8 else ("fp32",):
+            validation, thresholds = validate_and_calibrate(
+                measured.engine(variant), cache, subjects, source
+            )
+            cards[variant] = ModelCard(
+                name=name or config["name"],
+                version=version if variant == "fp32" else f"{version}-int8",
+                variant=variant,
+                net=state["model_name"],
+                net_options=options,
+                embedding=EmbeddingContract(
+                    shape=["batch", options["embedding_dim"], options["parts"]]
+                ),
+                training=TrainingRecord(
+                    subjects=config["data"]["train_subjects"],
+                    config_name=config["name"],
+                    iterations=state["iteration"],
+                    wall_time_s=round(state["elapsed_s"], 1),
+                    recipe=config,
+                ),
+                validation=validation,
+                thresholds=thresholds,
+            )
+        _write_with_card(main.fp32, out, cards["fp32"])
         if int8:
-            int8_card = _export_int8(bare, out, card, cache, subjects, data_root, config)
-    return ExportResult(out, card, parity, int8_card)
+            _write_with_card(main.int8, int8_path(out), cards["int8"])
+    return ExportResult(out, cards["fp32"], main.parity, cards.get("int8"))

@@ -115,7 +115,10 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
     elif resume and show:
         print(f"no checkpoint at {checkpoint_path}; starting from scratch")
 
-    trained = DistributedDataParallel(model) if runtime.distributed else model
+    trained: torch.nn.Module = model
+    if runtime.distributed:
+        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        trained = DistributedDataParallel(model, device_ids=device_ids)
     log = RunLog(out_dir, start_iteration=iteration) if runtime.is_main else None
 
     def checkpoint() -> None:

@@ -127,3 +127,37 @@ def test_int8_variant_has_its_own_measured_card(exported):
         / np.linalg.norm(int8, axis=(1, 2))
     )
     assert cosine.min() > 0.9  # quantised, not a different model
+
+
+def test_a_model_trained_on_every_subject_borrows_its_siblings_validation(
+    exported, training_tree, tmp_path
+):
+    sibling, sibling_result = exported  # trained on 001–004, validated on 065–066
+    everything = tiny_config(training_tree, tmp_path / "all", iterations=10)
+    everything["data"]["train_subjects"] = "001-004,065-066"
+    full = train(TrainConfig.model_validate(everything), progress=False)
+
+    with pytest.raises(ExportError, match="trained on"):
+        export_checkpoint(full, tmp_path / "m.onnx", subjects="065-066", progress=False)
+
+    result = export_checkpoint(
+        full, tmp_path / "m.onnx", subjects="065-066", validation_from=sibling, progress=False
+    )
+    card = result.card
+    assert "sibling" in card.validation.source
+    assert "001-004" in card.validation.source
+    assert card.training.subjects == "001-004,065-066"
+    assert card.validation.rank1 == sibling_result.card.validation.rank1
+    assert card.thresholds == sibling_result.card.thresholds
+    assert card.version != sibling_result.card.version
+
+    other = tiny_config(training_tree, tmp_path / "other", iterations=12)
+    different = train(TrainConfig.model_validate(other), progress=False)
+    with pytest.raises(ExportError, match=r"run\.iterations"):
+        export_checkpoint(
+            full,
+            tmp_path / "x.onnx",
+            subjects="065-066",
+            validation_from=different,
+            progress=False,
+        )
