@@ -52,9 +52,12 @@ class Threshold(_Strict):
     tar: float = Field(description="true accept rate at this threshold")
 
 
+OWN_MEASUREMENT = "this model, on held-out subjects"
+
+
 class ValidationResult(_Strict):
     subjects: str
-    source: str = "this model, on held-out subjects"
+    source: str = OWN_MEASUREMENT
     protocol: str = "CASIA-B: gallery nm-01-04, identical views excluded, all frames"
     rank1: dict[str, dict[str, float]]  # metric → {"NM": …, "BG": …, "CL": …}
     genuine_pairs: int = 0

@@ -27,6 +27,7 @@ import torch
 
 from models.card import (
     METADATA_KEY,
+    OWN_MEASUREMENT,
     EmbeddingContract,
     ModelCard,
     Threshold,
@@ -237,6 +238,21 @@ def _export_bare(
     return exported
 
 
+def _sibling_cards(path: Path, variants: tuple[str, ...]) -> dict[str, ModelCard]:
+    """The sibling's own exported cards (``X.onnx.card.json`` and ``X.int8.onnx.card.json``)."""
+    fp32 = ModelCard.from_json(path.read_text())
+    cards = {"fp32": fp32}
+    if "int8" in variants:
+        int8_card = path.with_name(path.name.replace(".onnx.card.json", ".int8.onnx.card.json"))
+        if not int8_card.exists():
+            raise ExportError(f"--int8 needs the sibling's int8 card too: {int8_card} is missing")
+        cards["int8"] = ModelCard.from_json(int8_card.read_text())
+    for card in cards.values():
+        if card.validation is None or card.validation.source != OWN_MEASUREMENT:
+            raise ExportError(f"{path}: the sibling's figures must be its own measurements")
+    return cards
+
+
 def export_checkpoint(
     checkpoint: Path,
     out: Path,
@@ -253,15 +269,29 @@ def export_checkpoint(
     ``data.val_subjects``; validation subjects the model was trained on are refused, and without
     any the export fails, since a model without a threshold cannot make open-set decisions.
 
-    ``validation_from``: a checkpoint trained with the same recipe on fewer subjects (a model
-    trained on all of 001–074 has no held-out subjects of its own). Its figures and thresholds,
-    measured on subjects it never saw, go into the card, which says where they came from.
+    ``validation_from``: a sibling trained with the same recipe on fewer subjects (a model
+    trained on all of 001–074 has no held-out subjects of its own), as a checkpoint (measured
+    here) or as the card of its own export (``….onnx.card.json``, figures taken as they are).
+    Its figures and thresholds, from subjects it never saw, go into the card, which says so.
 
     ``int8``: also write the int8 variant (``FILE.int8.onnx``), validated on its own.
     """
     state = load_checkpoint(checkpoint)
     config = state["config"]
-    validator = load_checkpoint(validation_from) if validation_from else state
+    variants = ("fp32", "int8") if int8 else ("fp32",)
+    sibling_cards = None
+    if validation_from and validation_from.name.endswith(".json"):
+        sibling_cards = _sibling_cards(validation_from, variants)
+        recipe = sibling_cards["fp32"].training.recipe
+        validator = {
+            "config": recipe,
+            "subject_ids": parse_subjects(sibling_cards["fp32"].training.subjects),
+        }
+        subjects = subjects or sibling_cards["fp32"].validation.subjects
+        if subjects != sibling_cards["fp32"].validation.subjects:
+            raise ExportError(f"{validation_from} was validated on other subjects than {subjects}")
+    else:
+        validator = load_checkpoint(validation_from) if validation_from else state
     data_root = Path(data_root or config["data"]["root"])
     subjects = subjects or validator["config"]["data"].get("val_subjects")
     if not subjects:
@@ -282,25 +312,37 @@ def export_checkpoint(
     if len(cache) == 0:
         raise ExportError(f"no sequences for subjects {subjects} under {data_root}")
     int8_clips = _calibration_clips(data_root, config) if int8 else None
+    sibling = (
+        (
+            f"sibling {validation_from.name}: the same recipe trained on "
+            f"{validator['config']['data']['train_subjects']}, never shown {subjects}"
+        )
+        if validation_from
+        else None
+    )
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         main = _export_bare(checkpoint, Path(scratch) / "main", cache, int8_clips)
-        measured = main
-        source = "this model, on held-out subjects"
-        if validation_from:
-            measured = _export_bare(validation_from, Path(scratch) / "sibling", cache, int8_clips)
-            source = (
-                f"sibling checkpoint {validation_from.name}: the same recipe trained on "
-                f"{validator['config']['data']['train_subjects']}, never shown {subjects}"
-            )
+        measured: dict[str, tuple[ValidationResult, list[Threshold]]] = {}
+        if sibling_cards:
+            for variant, card in sibling_cards.items():
+                copied = card.validation.model_copy(update={"source": sibling})
+                measured[variant] = (copied, card.thresholds)
+        else:
+            validating = main
+            if validation_from:
+                validating = _export_bare(validation_from, Path(scratch) / "sib", cache, int8_clips)
+            for variant in variants:
+                source = sibling or OWN_MEASUREMENT
+                engine = validating.engine(variant)
+                measured[variant] = validate_and_calibrate(engine, cache, subjects, source)
+
         options = json.loads(json.dumps(state["model_options"]))  # tuples → lists, as stored
         version = content_version(state["model_name"], main.fp32.read_bytes())
         cards: dict[str, ModelCard] = {}
-        for variant in ("fp32", "int8") if int8 else ("fp32",):
-            validation, thresholds = validate_and_calibrate(
-                measured.engine(variant), cache, subjects, source
-            )
+        for variant in variants:
+            validation, thresholds = measured[variant]
             cards[variant] = ModelCard(
                 name=name or config["name"],
                 version=version if variant == "fp32" else f"{version}-int8",

@@ -151,6 +151,19 @@ def test_a_model_trained_on_every_subject_borrows_its_siblings_validation(
     assert card.thresholds == sibling_result.card.thresholds
     assert card.version != sibling_result.card.version
 
+    # the sibling's exported cards serve as well as its checkpoint (no checkpoint needs keeping)
+    from_cards = export_checkpoint(
+        full,
+        tmp_path / "c.onnx",
+        int8=True,
+        validation_from=card_path(sibling_result.path),
+        progress=False,
+    )
+    assert from_cards.card.validation.rank1 == sibling_result.card.validation.rank1
+    assert from_cards.card.thresholds == sibling_result.card.thresholds
+    assert from_cards.int8_card.thresholds == sibling_result.int8_card.thresholds
+    assert "sibling" in from_cards.int8_card.validation.source
+
     other = tiny_config(training_tree, tmp_path / "other", iterations=12)
     different = train(TrainConfig.model_validate(other), progress=False)
     with pytest.raises(ExportError, match=r"run\.iterations"):
