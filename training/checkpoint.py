@@ -60,9 +60,13 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
     return state
 
 
-def model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """Rebuild the trained net from a checkpoint file alone, in eval mode."""
-    state = load_checkpoint(path, device)
+def model_from_state(state: dict[str, Any], device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Rebuild the trained net from a loaded checkpoint, in eval mode."""
     model = create_model(state["model_name"], **state["model_options"])
     model.load_state_dict(state["model"])
     return model.to(device).eval()
+
+
+def model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Rebuild the trained net from a checkpoint file alone, in eval mode."""
+    return model_from_state(load_checkpoint(path, device), device)

@@ -37,7 +37,7 @@ from models.card import (
 )
 from models.engine import EmbeddingEngine
 from training.calibration import calibrate
-from training.checkpoint import load_checkpoint, model_from_checkpoint
+from training.checkpoint import load_checkpoint, model_from_state
 from training.data.cache import SilhouetteCache
 from training.data.subjects import parse_subjects
 from training.evaluation.protocol import METRICS, evaluate
@@ -217,10 +217,9 @@ class _Exported:
 
 
 def _export_bare(
-    checkpoint: Path, scratch: Path, cache: SilhouetteCache, int8_clips: list | None
+    state: dict, scratch: Path, cache: SilhouetteCache, int8_clips: list | None
 ) -> _Exported:
-    state = load_checkpoint(checkpoint)
-    wrapper = OnnxEmbedder(model_from_checkpoint(checkpoint)).eval()
+    wrapper = OnnxEmbedder(model_from_state(state)).eval()
     scratch.mkdir(parents=True, exist_ok=True)
     fp32 = scratch / "fp32.onnx"
     _torch_export(wrapper, fp32)
@@ -228,7 +227,7 @@ def _export_bare(
     parity = check_parity(wrapper, engine, parity_clips(cache, np.random.default_rng(0)))
     if not parity.passed:
         raise ExportError(
-            f"{checkpoint}: ONNX Runtime and PyTorch disagree: max abs diff "
+            f"{state['config']['name']}: ONNX Runtime and PyTorch disagree: max abs diff "
             f"{parity.max_abs_diff:.2e} (allowed {parity.tolerance:.0e}), min cosine "
             f"{parity.min_cosine:.6f} (required {parity.min_cosine_required}); nothing written"
         )
@@ -323,7 +322,7 @@ def export_checkpoint(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        main = _export_bare(checkpoint, Path(scratch) / "main", cache, int8_clips)
+        main = _export_bare(state, Path(scratch) / "main", cache, int8_clips)
         measured: dict[str, tuple[ValidationResult, list[Threshold]]] = {}
         if sibling_cards:
             for variant, card in sibling_cards.items():
@@ -332,7 +331,7 @@ def export_checkpoint(
         else:
             validating = main
             if validation_from:
-                validating = _export_bare(validation_from, Path(scratch) / "sib", cache, int8_clips)
+                validating = _export_bare(validator, Path(scratch) / "sib", cache, int8_clips)
             for variant in variants:
                 source = sibling or OWN_MEASUREMENT
                 engine = validating.engine(variant)
