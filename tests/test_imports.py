@@ -23,8 +23,8 @@ def modules_loaded_by(statement: str) -> set[str]:
 @pytest.mark.parametrize(
     "statement",
     [
-        "import service",
-        "import models, models.contract, models.silhouette",
+        "import service, service.gallery.store, service.gallery.index",
+        "import models, models.contract, models.silhouette, models.engine, models.scoring",
         "import training.data.casia_b, training.data.cache, training.data.pretreat",
         "import gaitlab.cli; gaitlab.cli.build_parser()",
     ],

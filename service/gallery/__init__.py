@@ -1,0 +1,1 @@
+"""The gallery: SQLite is the source of truth, FAISS serves search."""

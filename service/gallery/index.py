@@ -1,0 +1,97 @@
+"""The search index: exact inner product (FAISS ``IndexFlatIP``) over part-normalised embeddings.
+
+Vectors come from ``models.scoring.part_normalise``, so an inner product is the mean part cosine
+similarity and ranks exactly as the protocol's ``cos`` distance. One index holds one model
+version's embeddings; samples are keyed by their store ids.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SubjectHit:
+    """A subject's best-scoring sample for a query."""
+
+    subject_id: str
+    sample_id: int
+    score: float
+
+
+class GalleryIndex:
+    """Search over one model version's gallery; updates and searches are serialised by a lock."""
+
+    def __init__(self, dim: int, model_version: str):
+        self.dim = dim
+        self.model_version = model_version
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._subject_of: dict[int, str] = {}
+        self._samples_of: dict[str, set[int]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._index.ntotal
+
+    @property
+    def subjects(self) -> int:
+        return len(self._samples_of)
+
+    def add(self, sample_ids: np.ndarray, subject_ids: list[str], vectors: np.ndarray) -> None:
+        """In sample_ids: int64 [n], subject_ids: n strings, vectors: float32 [n, dim]."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"vectors must be [n, {self.dim}]; got {vectors.shape}")
+        with self._lock:
+            self._index.add_with_ids(vectors, np.asarray(sample_ids, dtype=np.int64))
+            for sample_id, subject_id in zip(map(int, sample_ids), subject_ids, strict=True):
+                self._subject_of[sample_id] = subject_id
+                self._samples_of.setdefault(subject_id, set()).add(sample_id)
+
+    def remove(self, sample_ids: list[int]) -> None:
+        with self._lock:
+            self._index.remove_ids(np.asarray(sample_ids, dtype=np.int64))
+            for sample_id in map(int, sample_ids):
+                subject_id = self._subject_of.pop(sample_id, None)
+                samples = self._samples_of.get(subject_id, set())
+                samples.discard(sample_id)
+                if not samples:
+                    self._samples_of.pop(subject_id, None)
+
+    def search(self, query: np.ndarray, top_k: int) -> list[SubjectHit]:
+        """The ``top_k`` best subjects for one query vector [dim], each by its best sample.
+
+        Exact: the sample search widens until ``top_k`` distinct subjects are found or every
+        sample has been scored.
+        """
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
+        with self._lock:
+            total = self._index.ntotal
+            wanted = min(total, top_k * 4)
+            while True:
+                scores, ids = self._index.search(query, wanted) if wanted else ([[]], [[]])
+                best: dict[str, SubjectHit] = {}
+                for score, sample_id in zip(scores[0], ids[0], strict=True):
+                    if sample_id < 0:
+                        continue
+                    subject = self._subject_of[int(sample_id)]
+                    if subject not in best:  # results come best first
+                        best[subject] = SubjectHit(subject, int(sample_id), float(score))
+                if len(best) >= top_k or wanted >= total:
+                    return list(best.values())[:top_k]
+                wanted = min(total, wanted * 4)
+
+    def score_subject(self, query: np.ndarray, subject_id: str) -> SubjectHit | None:
+        """The subject's best sample score for ``query``, or ``None`` if it has no samples."""
+        with self._lock:
+            ids = sorted(self._samples_of.get(subject_id, ()))
+            if not ids:
+                return None
+            vectors = np.stack([self._index.reconstruct(int(s)) for s in ids])
+        scores = vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
+        best = int(np.argmax(scores))
+        return SubjectHit(subject_id, ids[best], float(scores[best]))

@@ -1,0 +1,242 @@
+"""The gallery store (SQLite, WAL): subjects, their samples, and the samples' embeddings.
+
+It is the source of truth. Each sample keeps its normalised silhouettes (``uint8 [T, 64, 44]``,
+zlib-compressed raw bytes, never pickled) so the gallery can be re-embedded by a later model;
+each embedding records the model version that made it. Writes are single transactions with
+``synchronous=FULL``: when a call returns, the write is on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models.contract import FRAME_HEIGHT, MODEL_WIDTH
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS subjects (
+    id          TEXT PRIMARY KEY,
+    created_at  REAL NOT NULL,
+    metadata    TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS samples (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject_id  TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    created_at  REAL NOT NULL,
+    condition   TEXT,
+    view        TEXT,
+    metadata    TEXT NOT NULL DEFAULT '{}',
+    frames      INTEGER NOT NULL,
+    silhouettes BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS samples_by_subject ON samples(subject_id);
+CREATE TABLE IF NOT EXISTS embeddings (
+    sample_id     INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+    model_version TEXT NOT NULL,
+    vector        BLOB NOT NULL,
+    PRIMARY KEY (sample_id, model_version)
+);
+"""
+
+
+class SubjectNotFoundError(LookupError):
+    pass
+
+
+class SampleNotFoundError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: int
+    subject_id: str
+    created_at: float
+    frames: int
+    condition: str | None = None
+    view: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Subject:
+    id: str
+    created_at: float
+    metadata: dict
+    samples: list[Sample]
+
+
+@dataclass(frozen=True)
+class EmbeddingSet:
+    """Every embedding of one model version: sample ids int64 [n], subject ids, float32 [n, d]."""
+
+    sample_ids: np.ndarray
+    subject_ids: list[str]
+    vectors: np.ndarray
+
+
+def _pack(silhouettes: np.ndarray) -> bytes:
+    return zlib.compress(np.ascontiguousarray(silhouettes, dtype=np.uint8).tobytes(), level=6)
+
+
+def _unpack(blob: bytes, frames: int) -> np.ndarray:
+    flat = np.frombuffer(zlib.decompress(blob), dtype=np.uint8)
+    return flat.reshape(frames, FRAME_HEIGHT, MODEL_WIDTH)
+
+
+class GalleryStore:
+    """Thread-safe access to one SQLite gallery file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _transaction(self):
+        return _Transaction(self._db, self._lock)
+
+    def add_sample(
+        self,
+        subject_id: str,
+        silhouettes: np.ndarray,
+        vector: np.ndarray,
+        model_version: str,
+        condition: str | None = None,
+        view: str | None = None,
+        metadata: dict | None = None,
+    ) -> Sample:
+        """Store one enrolled clip (creating its subject) with its embedding; durable on return.
+
+        silhouettes: uint8 [T, 64, 44]; vector: float32 [d] (part-normalised embedding).
+        """
+        if silhouettes.ndim != 3 or silhouettes.shape[1:] != (FRAME_HEIGHT, MODEL_WIDTH):
+            raise ValueError(f"silhouettes must be [T, 64, 44]; got {silhouettes.shape}")
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO subjects (id, created_at) VALUES (?, ?)", (subject_id, now)
+            )
+            cursor = db.execute(
+                "INSERT INTO samples (subject_id, created_at, condition, view, metadata, frames,"
+                " silhouettes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    subject_id,
+                    now,
+                    condition,
+                    view,
+                    json.dumps(metadata or {}),
+                    len(silhouettes),
+                    _pack(silhouettes),
+                ),
+            )
+            sample_id = int(cursor.lastrowid)
+            db.execute(
+                "INSERT INTO embeddings (sample_id, model_version, vector) VALUES (?, ?, ?)",
+                (sample_id, model_version, np.asarray(vector, np.float32).tobytes()),
+            )
+        return Sample(sample_id, subject_id, now, len(silhouettes), condition, view, metadata or {})
+
+    def _samples_of(self, subject_id: str) -> list[Sample]:
+        rows = self._db.execute(
+            "SELECT id, subject_id, created_at, frames, condition, view, metadata FROM samples"
+            " WHERE subject_id = ? ORDER BY id",
+            (subject_id,),
+        ).fetchall()
+        return [Sample(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+    def get_subject(self, subject_id: str) -> Subject:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, created_at, metadata FROM subjects WHERE id = ?", (subject_id,)
+            ).fetchone()
+            if row is None:
+                raise SubjectNotFoundError(subject_id)
+            return Subject(row[0], row[1], json.loads(row[2]), self._samples_of(subject_id))
+
+    def list_subjects(self, offset: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
+        """Subject ids with their sample counts, in id order, and the total number of subjects."""
+        with self._lock:
+            total = self._db.execute("SELECT COUNT(*) FROM subjects").fetchone()[0]
+            rows = self._db.execute(
+                "SELECT s.id, COUNT(m.id) FROM subjects s LEFT JOIN samples m"
+                " ON m.subject_id = s.id GROUP BY s.id ORDER BY s.id LIMIT ? OFFSET ?",
+                (limit, offset),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows], total
+
+    def delete_subject(self, subject_id: str) -> list[int]:
+        """Remove a subject, its samples and embeddings; returns the removed sample ids."""
+        with self._transaction() as db:
+            ids = [
+                r[0]
+                for r in db.execute("SELECT id FROM samples WHERE subject_id = ?", (subject_id,))
+            ]
+            if db.execute("DELETE FROM subjects WHERE id = ?", (subject_id,)).rowcount == 0:
+                raise SubjectNotFoundError(subject_id)
+        return ids
+
+    def delete_sample(self, subject_id: str, sample_id: int) -> None:
+        """Remove one sample (and its embeddings); the subject stays, possibly with none."""
+        with self._transaction() as db:
+            deleted = db.execute(
+                "DELETE FROM samples WHERE id = ? AND subject_id = ?", (sample_id, subject_id)
+            ).rowcount
+            if deleted == 0:
+                raise SampleNotFoundError(f"{subject_id}/{sample_id}")
+
+    def silhouettes(self, sample_id: int) -> np.ndarray:
+        """The stored clip of a sample: uint8 [T, 64, 44]."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT silhouettes, frames FROM samples WHERE id = ?", (sample_id,)
+            ).fetchone()
+        if row is None:
+            raise SampleNotFoundError(str(sample_id))
+        return _unpack(row[0], row[1])
+
+    def embeddings(self, model_version: str) -> EmbeddingSet:
+        """Every stored embedding made by ``model_version``, in sample id order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT e.sample_id, s.subject_id, e.vector FROM embeddings e JOIN samples s"
+                " ON s.id = e.sample_id WHERE e.model_version = ? ORDER BY e.sample_id",
+                (model_version,),
+            ).fetchall()
+        if not rows:
+            return EmbeddingSet(np.empty(0, np.int64), [], np.empty((0, 0), np.float32))
+        vectors = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
+        return EmbeddingSet(np.array([r[0] for r in rows], np.int64), [r[1] for r in rows], vectors)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` under the store's lock; rolls back on error."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
+        self.db, self.lock = db, lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.acquire()
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind, error, traceback) -> None:
+        try:
+            self.db.execute("ROLLBACK" if kind else "COMMIT")
+        finally:
+            self.lock.release()

@@ -1,0 +1,98 @@
+"""service.gallery.store: a real SQLite file, durable writes, cascading deletes."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from service.gallery.store import (
+    GalleryStore,
+    SampleNotFoundError,
+    SubjectNotFoundError,
+)
+
+
+def clip(frames: int, value: int = 255) -> np.ndarray:
+    silhouettes = np.zeros((frames, 64, 44), np.uint8)
+    silhouettes[:, 5:60, 10:30] = value
+    return silhouettes
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = GalleryStore(tmp_path / "gallery.db")
+    yield store
+    store.close()
+
+
+def test_enroll_then_read_back_everything(store):
+    vector = np.arange(8, dtype=np.float32)
+    sample = store.add_sample("alice", clip(12), vector, "v1", condition="nm-01", view="090")
+    subject = store.get_subject("alice")
+    assert [s.id for s in subject.samples] == [sample.id]
+    assert subject.samples[0].view == "090"
+    assert subject.samples[0].frames == 12
+    np.testing.assert_array_equal(store.silhouettes(sample.id), clip(12))
+    found = store.embeddings("v1")
+    assert found.subject_ids == ["alice"]
+    np.testing.assert_array_equal(found.vectors[0], vector)
+    assert len(store.embeddings("v2").sample_ids) == 0
+
+
+def test_listing_is_paged_and_counts_samples(store):
+    for name in ("c", "a", "b"):
+        store.add_sample(name, clip(3), np.zeros(4, np.float32), "v1")
+    store.add_sample("a", clip(3), np.zeros(4, np.float32), "v1")
+    page, total = store.list_subjects(offset=0, limit=2)
+    assert total == 3
+    assert page == [("a", 2), ("b", 1)]
+    assert store.list_subjects(offset=2, limit=2)[0] == [("c", 1)]
+
+
+def test_deleting_a_subject_removes_its_samples_and_embeddings(store, tmp_path):
+    kept = store.add_sample("bob", clip(4), np.ones(4, np.float32), "v1")
+    gone = [store.add_sample("eve", clip(4), np.ones(4, np.float32), "v1").id for _ in range(2)]
+    assert sorted(store.delete_subject("eve")) == sorted(gone)
+    with pytest.raises(SubjectNotFoundError):
+        store.get_subject("eve")
+    with pytest.raises(SampleNotFoundError):
+        store.silhouettes(gone[0])
+    assert store.embeddings("v1").sample_ids.tolist() == [kept.id]
+    raw = sqlite3.connect(tmp_path / "gallery.db")
+    assert (
+        raw.execute("SELECT COUNT(*) FROM embeddings WHERE sample_id IN (?, ?)", gone).fetchone()[0]
+        == 0
+    )
+    with pytest.raises(SubjectNotFoundError):
+        store.delete_subject("eve")
+
+
+def test_deleting_one_sample(store):
+    first = store.add_sample("bob", clip(4), np.ones(4, np.float32), "v1")
+    second = store.add_sample("bob", clip(5), np.ones(4, np.float32), "v1")
+    store.delete_sample("bob", first.id)
+    assert [s.id for s in store.get_subject("bob").samples] == [second.id]
+    with pytest.raises(SampleNotFoundError):
+        store.delete_sample("bob", first.id)
+    with pytest.raises(SampleNotFoundError):
+        store.delete_sample("someone-else", second.id)
+
+
+def test_writes_survive_reopening(tmp_path):
+    path = tmp_path / "gallery.db"
+    first = GalleryStore(path)
+    sample = first.add_sample("carol", clip(7), np.full(4, 2, np.float32), "v1")
+    first.close()
+    again = GalleryStore(path)
+    assert again.get_subject("carol").samples[0].id == sample.id
+    np.testing.assert_array_equal(again.silhouettes(sample.id), clip(7))
+    assert again._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again.close()
+
+
+def test_a_failed_write_leaves_nothing_behind(store):
+    with pytest.raises(ValueError, match=r"\[T, 64, 44\]"):
+        store.add_sample("dave", np.zeros((3, 64, 64), np.uint8), np.zeros(4, np.float32), "v1")
+    assert store.list_subjects()[1] == 0
