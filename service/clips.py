@@ -185,7 +185,10 @@ def _from_video(data: bytes, limits: ClipLimits) -> list[np.ndarray]:
     return frames
 
 
-def decode_clip(data: bytes, limits: ClipLimits = ClipLimits()) -> list[np.ndarray] | np.ndarray:
+DEFAULT_LIMITS = ClipLimits()
+
+
+def decode_clip(data: bytes, limits: ClipLimits = DEFAULT_LIMITS) -> list[np.ndarray] | np.ndarray:
     """The upload's frames, in order: a uint8 [T, H, W] array or a list of uint8 [H, W] frames
     (values as sent: 0/255, or 0/1 which normalisation scales)."""
     if not data:

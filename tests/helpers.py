@@ -44,3 +44,42 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     fa, fb = a > 127, b > 127
     union = np.logical_or(fa, fb).sum()
     return float(np.logical_and(fa, fb).sum() / union) if union else 1.0
+
+
+def toy_model(path: Path, threshold: float = 0.95, version: str = "toy-1") -> Path:
+    """A small real ONNX embedding model (no training): the mean frame of a clip, cut into 8
+    horizontal parts, ``[batch, 352, 8]``; with a model card whose 1 % FAR threshold is
+    ``threshold``. Identical clips score 1.0; different silhouettes score lower."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from models.card import METADATA_KEY, EmbeddingContract, ModelCard, Threshold, TrainingRecord
+
+    sils = helper.make_tensor_value_info(
+        "silhouettes", TensorProto.UINT8, ["batch", "frames", 64, 44]
+    )
+    out = helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", 352, 8])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [3], [0, 8, 352])
+    nodes = [
+        helper.make_node("Cast", ["silhouettes"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["f"], ["mean"], axes=[1], keepdims=0),  # [b, 64, 44]
+        helper.make_node("Reshape", ["mean", "shape"], ["parts"]),  # [b, 8, 352]
+        helper.make_node("Transpose", ["parts"], ["embeddings"], perm=[0, 2, 1]),
+    ]
+    graph = helper.make_graph(nodes, "toy", [sils], [out], initializer=[shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    card = ModelCard(
+        name="toy",
+        version=version,
+        net="toy",
+        net_options={},
+        embedding=EmbeddingContract(shape=["batch", 352, 8]),
+        training=TrainingRecord(
+            subjects="none", config_name="toy", iterations=0, wall_time_s=0, recipe={}
+        ),
+        thresholds=[Threshold(far=0.01, score=threshold, measured_far=0.01, tar=1.0)],
+    )
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, card.to_json()
+    onnx.save(model, str(path))
+    return path

@@ -210,6 +210,25 @@ class GalleryStore:
             raise SampleNotFoundError(str(sample_id))
         return _unpack(row[0], row[1])
 
+    def samples_missing(self, model_version: str) -> list[int]:
+        """Ids of samples with no embedding from ``model_version`` (to be re-embedded)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM samples WHERE id NOT IN"
+                " (SELECT sample_id FROM embeddings WHERE model_version = ?) ORDER BY id",
+                (model_version,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def put_embedding(self, sample_id: int, model_version: str, vector: np.ndarray) -> None:
+        """Store (or replace) one sample's embedding from ``model_version``."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO embeddings (sample_id, model_version, vector)"
+                " VALUES (?, ?, ?)",
+                (sample_id, model_version, np.asarray(vector, np.float32).tobytes()),
+            )
+
     def embeddings(self, model_version: str) -> EmbeddingSet:
         """Every stored embedding made by ``model_version``, in sample id order."""
         with self._lock:

@@ -1,0 +1,99 @@
+"""service.recognition with a real ONNX model, real SQLite and real FAISS (no HTTP)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from models.engine import EmbeddingEngine
+from service.clips import UnsupportedFormatError
+from service.gallery.store import GalleryStore, SubjectNotFoundError
+from service.recognition import NoThresholdError, Recognizer, TooFewFramesError
+from tests.helpers import toy_model
+
+
+def walker_clip(shift: int, frames: int = 8, width: int = 12) -> bytes:
+    """A raw-mask clip (240×320) of a bar whose position and width identify the 'person'."""
+    clip = np.zeros((frames, 240, 320), np.uint8)
+    for t in range(frames):
+        clip[t, 40:200, 100 + shift + t : 100 + shift + t + width] = 255
+        clip[t, 40:70, 90 + shift : 90 + shift + 3 * width] = 255  # a 'head' that sets the shape
+    buffer = io.BytesIO()
+    np.save(buffer, clip)
+    return buffer.getvalue()
+
+
+def person(n: int) -> bytes:
+    return walker_clip(shift=0, width=8 + 6 * n)
+
+
+@pytest.fixture
+def recognizer(tmp_path):
+    engine = EmbeddingEngine(toy_model(tmp_path / "toy.onnx", threshold=0.99), device="cpu")
+    store = GalleryStore(tmp_path / "gallery.db")
+    yield Recognizer(engine, store)
+    store.close()
+
+
+def test_enroll_identify_verify_forget(recognizer):
+    for n in range(3):
+        recognizer.enroll(f"p{n}", person(n), condition="nm-01", view="090")
+    result = recognizer.identify(person(1), top_k=3)
+    assert result.decision == "p1"
+    assert result.hits[0].subject_id == "p1"
+    assert result.hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
+    assert result.frames == 8
+    assert result.model_version == "toy-1"
+
+    assert recognizer.verify(person(2), "p2").accepted
+    assert not recognizer.verify(person(2), "p0").accepted
+    with pytest.raises(SubjectNotFoundError):
+        recognizer.verify(person(2), "nobody")
+
+    assert recognizer.delete_subject("p1") == 1
+    after = recognizer.identify(person(1), top_k=3)
+    assert "p1" not in [h.subject_id for h in after.hits]
+    assert after.decision is None  # nobody left passes the threshold
+
+
+def test_threshold_override_and_unknowns(recognizer):
+    recognizer.enroll("p0", person(0))
+    stranger = person(4)
+    assert recognizer.identify(stranger).decision is None
+    assert recognizer.identify(stranger, threshold=-1.0).decision == "p0"
+
+
+def test_restart_rebuilds_the_index_and_re_embeds_for_a_new_model(tmp_path):
+    store = GalleryStore(tmp_path / "gallery.db")
+    first = Recognizer(EmbeddingEngine(toy_model(tmp_path / "a.onnx", version="a")), store)
+    first.enroll("p0", person(0))
+    first.enroll("p1", person(1))
+    again = Recognizer(EmbeddingEngine(toy_model(tmp_path / "a.onnx", version="a")), store)
+    assert len(again.index) == 2
+    newer = Recognizer(EmbeddingEngine(toy_model(tmp_path / "b.onnx", version="b")), store)
+    assert len(newer.index) == 2
+    assert len(store.embeddings("b").sample_ids) == 2
+    assert newer.identify(person(1)).decision == "p1"
+    store.close()
+
+
+def test_bad_uploads(recognizer):
+    with pytest.raises(UnsupportedFormatError):
+        recognizer.identify(b"definitely not a clip")
+    with pytest.raises(TooFewFramesError, match="usable frames"):
+        recognizer.identify(walker_clip(0, frames=3))
+
+
+def test_no_threshold_without_a_card(tmp_path):
+    from tests.models.test_engine import reduce_model
+
+    engine = EmbeddingEngine(reduce_model(tmp_path / "bare.onnx"), device="cpu")
+    store = GalleryStore(tmp_path / "g.db")
+    recognizer = Recognizer(engine, store)
+    with pytest.raises(NoThresholdError):
+        recognizer.identify(person(0))
+    assert recognizer.identify(person(0), threshold=0.5).decision is None  # empty gallery
+    store.close()
