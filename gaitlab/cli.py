@@ -15,6 +15,7 @@ from gaitlab import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from service import cli as service_cli
     from training import cli as training_cli
 
     parser = argparse.ArgumentParser(
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gaitlab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     training_cli.register(commands)
+    service_cli.register(commands)
     return parser
 
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Set up the base install (no torch) and start the GaitLab service.
+# Set up the base install (no torch) and start the GaitLab service on the shipped default model
+# (FAISS + SQLite gallery in ./gaitlab-data). Arguments go to `gaitlab serve` (--host, --port, …).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-if .venv/bin/gaitlab serve --help >/dev/null 2>&1; then
-  exec .venv/bin/gaitlab serve "$@"
+if [ ! -f models/weights/gaitlab-default.onnx ] && [[ " $* " != *" --model "* ]]; then
+  echo "The shipped default model is not in this checkout yet (it lands with the export issue)."
+  echo "Serve a model you exported instead:  bash scripts/serve.sh --model FILE.onnx"
+  exit 0
 fi
-echo "The HTTP service is not built yet (it arrives with the service issue)."
-echo "The base install is ready; this is what the gaitlab command offers today:"
-echo
-.venv/bin/gaitlab --help
+exec .venv/bin/gaitlab serve --data-dir gaitlab-data "$@"

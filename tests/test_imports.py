@@ -23,7 +23,7 @@ def modules_loaded_by(statement: str) -> set[str]:
 @pytest.mark.parametrize(
     "statement",
     [
-        "import service.recognition, service.clips, service.gallery.store, service.gallery.index",
+        "import service.main, service.cli; service.main.create_app()",
         "import models, models.contract, models.silhouette, models.engine, models.scoring",
         "import training.data.casia_b, training.data.cache, training.data.pretreat",
         "import gaitlab.cli; gaitlab.cli.build_parser()",

@@ -1,0 +1,33 @@
+"""Dependencies shared by the routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, UploadFile
+
+from service.api.errors import UploadTooLargeError
+from service.recognition import Recognizer
+from service.settings import Settings
+
+
+def get_recognizer(request: Request) -> Recognizer:
+    return request.app.state.recognizer
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+RecognizerDep = Annotated[Recognizer, Depends(get_recognizer)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+SUBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+async def read_upload(upload: UploadFile, settings: Settings) -> bytes:
+    """The uploaded bytes, refusing more than the configured limit without reading it all."""
+    data = await upload.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise UploadTooLargeError(f"the upload exceeds {settings.max_upload_bytes} bytes")
+    return data

@@ -1,0 +1,52 @@
+"""POST /identify and POST /verify."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import SUBJECT_ID, RecognizerDep, SettingsDep, read_upload
+from service.api.schemas import Hit, IdentifyResponse, VerifyResponse
+
+router = APIRouter(tags=["recognition"])
+
+
+@router.post("/identify", response_model=IdentifyResponse)
+async def identify(
+    recognizer: RecognizerDep,
+    settings: SettingsDep,
+    clip: Annotated[
+        UploadFile, File(description="silhouette clip (zip, npy/npz, GIF/TIFF, video)")
+    ],
+    top_k: Annotated[int, Query(ge=1, le=100)] = 5,
+    threshold: Annotated[float | None, Query(ge=-1.0, le=1.0)] = None,
+) -> IdentifyResponse:
+    """Who is this? Ranked subjects (each by its best sample) and a decision: the top subject if
+    its score passes the threshold (default: the model card's 1 % FAR threshold), else null."""
+    data = await read_upload(clip, settings)
+    result = await run_in_threadpool(recognizer.identify, data, top_k, threshold)
+    return IdentifyResponse(
+        decision=result.decision,
+        threshold=result.threshold,
+        hits=[
+            Hit(subject_id=h.subject_id, sample_id=h.sample_id, score=h.score) for h in result.hits
+        ],
+        frames=result.frames,
+        model_version=result.model_version,
+    )
+
+
+@router.post("/verify", response_model=VerifyResponse)
+async def verify(
+    recognizer: RecognizerDep,
+    settings: SettingsDep,
+    clip: Annotated[UploadFile, File()],
+    subject_id: Annotated[str, Form(pattern=SUBJECT_ID)],
+    threshold: Annotated[float | None, Query(ge=-1.0, le=1.0)] = None,
+) -> VerifyResponse:
+    """Is this ``subject_id``? The subject's best sample score, accepted at the threshold."""
+    data = await read_upload(clip, settings)
+    result = await run_in_threadpool(recognizer.verify, data, subject_id, threshold)
+    return VerifyResponse(**result.__dict__)

@@ -1,0 +1,64 @@
+"""Response bodies (pydantic)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class Hit(BaseModel):
+    subject_id: str
+    sample_id: int
+    score: float
+
+
+class IdentifyResponse(BaseModel):
+    decision: str | None
+    threshold: float
+    hits: list[Hit]
+    frames: int
+    model_version: str
+
+
+class VerifyResponse(BaseModel):
+    subject_id: str
+    score: float
+    accepted: bool
+    threshold: float
+    frames: int
+    model_version: str
+
+
+class SamplePublic(BaseModel):
+    id: int
+    subject_id: str
+    frames: int
+    condition: str | None = None
+    view: str | None = None
+    metadata: dict = {}
+
+
+class SubjectPublic(BaseModel):
+    id: str
+    samples: list[SamplePublic]
+
+
+class SubjectSummary(BaseModel):
+    id: str
+    samples: int
+
+
+class SubjectList(BaseModel):
+    items: list[SubjectSummary]
+    total: int
+    offset: int
+    limit: int
+
+
+class Deleted(BaseModel):
+    subject_id: str
+    samples_deleted: int
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str

@@ -1,0 +1,35 @@
+"""Command-line front end of the service (``gaitlab serve``). Only argparse at import time."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", type=Path, default=None, help="gallery folder (SQLite)")
+    serve.add_argument("--model", type=Path, default=None, help="ONNX model (default: shipped)")
+    serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    serve.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from models.default import default_model_path
+    from service.main import create_app
+    from service.settings import Settings
+
+    settings = Settings.from_env(data_dir=args.data_dir, model=args.model, device=args.device)
+    if settings.model is None:
+        try:
+            default_model_path()
+        except FileNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    return 0
