@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gaitlab import __version__
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     training_cli.register(commands)
     service_cli.register(commands)
+    _register_gallery(commands)
     return parser
 
 
@@ -37,3 +39,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _register_gallery(commands: argparse._SubParsersAction) -> None:
+    gallery = commands.add_parser("gallery", help="bulk gallery operations")
+    gallery_commands = gallery.add_subparsers(dest="gallery_command", required=True)
+    build = gallery_commands.add_parser(
+        "build", help="enroll a CASIA-B partition (into a store, or through a running service)"
+    )
+    build.add_argument("--casia-b", type=Path, required=True, help="pkl tree")
+    build.add_argument("--subjects", default="075-124")
+    build.add_argument("--conditions", default="nm-01,nm-02,nm-03,nm-04")
+    target = build.add_mutually_exclusive_group(required=True)
+    target.add_argument("--data-dir", type=Path, help="store of a service that is not running")
+    target.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000")
+    build.add_argument(
+        "--model", type=Path, default=None, help="with --data-dir (default: shipped)"
+    )
+    build.add_argument("--batch-size", type=int, default=16)
+    build.set_defaults(run=_run_gallery_build)
+
+
+def _run_gallery_build(args: argparse.Namespace) -> int:
+    from gaitlab.gallery_build import build_into_store, build_through_api
+    from models.default import default_model_path
+    from training.data.subjects import parse_subjects
+
+    try:
+        subjects = parse_subjects(args.subjects)
+        conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+        if args.url:
+            report = build_through_api(args.casia_b, subjects, conditions, args.url)
+        else:
+            model = args.model or default_model_path()
+            report = build_into_store(
+                args.casia_b, subjects, conditions, args.data_dir, model, args.batch_size
+            )
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"enrolled {report.sequences} sequences of {report.subjects} subjects "
+        f"({report.skipped} skipped)"
+    )
+    return 0

@@ -1,0 +1,59 @@
+"""gaitlab gallery build: real CASIA-B subjects into a store, and through a running service."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from gaitlab.cli import main
+from service.gallery.store import GalleryStore
+from tests.helpers import toy_model
+from tests.service.test_api_e2e import Server
+
+pytestmark = [pytest.mark.casia, pytest.mark.slow]
+NM_GALLERY = "nm-01,nm-02,nm-03,nm-04"
+
+
+def test_build_into_a_store(casia_b_tree, tmp_path, manifest, capsys):
+    model = toy_model(tmp_path / "toy.onnx")
+    args = ["gallery", "build", "--casia-b", str(casia_b_tree), "--subjects", "001,005"]
+    args += [
+        "--conditions",
+        NM_GALLERY,
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--model",
+        str(model),
+    ]
+    assert main(args) == 0
+    expected = [k for k in manifest if k[0] in ("001", "005") and k[1] in NM_GALLERY.split(",")]
+    assert f"enrolled {len(expected)} sequences of 2 subjects" in capsys.readouterr().out
+    store = GalleryStore(tmp_path / "data" / "gallery.db")
+    subject = store.get_subject("005")
+    assert {(s.condition, s.view) for s in subject.samples} == {
+        (c, v) for s, c, v in expected if s == "005"
+    }
+    assert len(store.embeddings("toy-1").sample_ids) == len(expected)
+    store.close()
+
+
+def test_build_through_the_api(casia_b_tree, tmp_path):
+    server = Server(toy_model(tmp_path / "toy.onnx"), tmp_path / "data").start()
+    try:
+        args = ["gallery", "build", "--casia-b", str(casia_b_tree), "--subjects", "001"]
+        args += ["--conditions", "nm-01", "--url", server.url]
+        assert main(args) == 0
+        listing = httpx.get(f"{server.url}/gallery/subjects").json()
+        assert listing["items"] == [{"id": "001", "samples": 11}]
+        views = {
+            s["view"] for s in httpx.get(f"{server.url}/gallery/subjects/001").json()["samples"]
+        }
+        assert len(views) == 11
+    finally:
+        server.stop()
+
+
+def test_build_reports_bad_input(tmp_path, capsys):
+    args = ["gallery", "build", "--casia-b", str(tmp_path), "--subjects", "LT"]
+    assert main([*args, "--data-dir", str(tmp_path / "d")]) == 2
+    assert "LT-train or -test" in capsys.readouterr().err
