@@ -57,6 +57,9 @@ def _register_gallery(commands: argparse._SubParsersAction) -> None:
         "--model", type=Path, default=None, help="with --data-dir (default: shipped)"
     )
     build.add_argument("--batch-size", type=int, default=16)
+    build.add_argument(
+        "--min-frames", type=int, default=5, help="leave out shorter sequences (as the service)"
+    )
     build.set_defaults(run=_run_gallery_build)
 
 
@@ -69,17 +72,25 @@ def _run_gallery_build(args: argparse.Namespace) -> int:
         subjects = parse_subjects(args.subjects)
         conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
         if args.url:
-            report = build_through_api(args.casia_b, subjects, conditions, args.url)
+            report = build_through_api(
+                args.casia_b, subjects, conditions, args.url, min_frames=args.min_frames
+            )
         else:
             model = args.model or default_model_path()
             report = build_into_store(
-                args.casia_b, subjects, conditions, args.data_dir, model, args.batch_size
+                args.casia_b,
+                subjects,
+                conditions,
+                args.data_dir,
+                model,
+                args.batch_size,
+                args.min_frames,
             )
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(
         f"enrolled {report.sequences} sequences of {report.subjects} subjects "
-        f"({report.skipped} skipped)"
+        f"({report.skipped} left out: shorter than {args.min_frames} frames, empty or unreadable)"
     )
     return 0

@@ -6,12 +6,16 @@ its condition and view.
 
 - ``--data-dir DIR``: straight into the store of a service that is not running (batched
   embedding with the same engine and normalisation the service uses);
-- ``--url URL``: through a running service's API, one ``.npy`` upload per sequence.
+- ``--url URL``: through a running service's API (``POST /gallery/samples``, ``.npy`` clips in
+  bulk requests).
+
+Sequences shorter than ``--min-frames`` (the service's minimum, 5) are left out and counted.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,16 +27,21 @@ from models.engine import EmbeddingEngine
 from models.scoring import part_normalise
 from training.data.cache import SilhouetteCache
 
+MIN_FRAMES = 5
+"""Sequences shorter than this are left out (and counted): the service refuses them."""
+
 
 @dataclass
 class BuildReport:
-    sequences: int
+    sequences: int  # enrolled
     subjects: int
-    skipped: int
+    skipped: int  # too short, empty or unreadable
 
 
-def _load(tree: Path, subjects: list[str], conditions: list[str]) -> SilhouetteCache:
-    cache = SilhouetteCache.load(tree, subjects, conditions, progress=True)
+def _load(
+    tree: Path, subjects: list[str], conditions: list[str], min_frames: int
+) -> SilhouetteCache:
+    cache = SilhouetteCache.load(tree, subjects, conditions, min_frames, progress=True)
     if len(cache) == 0:
         raise ValueError(f"no sequences for those subjects and conditions under {tree}")
     return cache
@@ -45,10 +54,11 @@ def build_into_store(
     data_dir: Path,
     model: Path,
     batch_size: int = 16,
+    min_frames: int = MIN_FRAMES,
 ) -> BuildReport:
     from service.gallery.store import GalleryStore
 
-    cache = _load(tree, subjects, conditions)
+    cache = _load(tree, subjects, conditions, min_frames)
     engine = EmbeddingEngine(model)
     store = GalleryStore(Path(data_dir) / "gallery.db")
     try:
@@ -74,23 +84,41 @@ def build_into_store(
 
 
 def build_through_api(
-    tree: Path, subjects: list[str], conditions: list[str], url: str, timeout: float = 60.0
+    tree: Path,
+    subjects: list[str],
+    conditions: list[str],
+    url: str,
+    timeout: float = 120.0,
+    clips_per_request: int = 32,
+    min_frames: int = MIN_FRAMES,
 ) -> BuildReport:
+    """Enroll through ``POST /gallery/samples``, ``clips_per_request`` ``.npy`` clips at a time."""
     import httpx
 
-    cache = _load(tree, subjects, conditions)
+    cache = _load(tree, subjects, conditions, min_frames)
+    bar = tqdm(total=len(cache), desc="enrolling", unit="seq")
     with httpx.Client(base_url=url, timeout=timeout) as client:
-        for index in tqdm(range(len(cache)), desc="enrolling", unit="seq"):
-            key = cache.keys[index]
-            buffer = io.BytesIO()
-            np.save(buffer, cache.sequence(index))
+        for first in range(0, len(cache), clips_per_request):
+            chunk = range(first, min(first + clips_per_request, len(cache)))
+            files, manifest = [], []
+            for index in chunk:
+                key = cache.keys[index]
+                buffer = io.BytesIO()
+                np.save(buffer, cache.sequence(index))
+                files.append(
+                    ("clips", (f"{key}.npy", buffer.getvalue(), "application/octet-stream"))
+                )
+                manifest.append(
+                    {"subject_id": key.subject, "condition": key.condition, "view": key.view}
+                )
             answer = client.post(
-                f"/gallery/subjects/{key.subject}/samples",
-                files={"clip": (f"{key}.npy", buffer.getvalue(), "application/octet-stream")},
-                data={"condition": key.condition, "view": key.view},
+                "/gallery/samples", files=files, data={"manifest": json.dumps(manifest)}
             )
             if answer.status_code != 201:
                 raise RuntimeError(
-                    f"{key}: the service answered {answer.status_code}: {answer.text}"
+                    f"the batch from {cache.keys[first]} was refused"
+                    f" ({answer.status_code}): {answer.text}"
                 )
+            bar.update(len(chunk))
+    bar.close()
     return BuildReport(len(cache), len(set(cache.subjects)), len(cache.skipped))

@@ -9,16 +9,17 @@ the API layer maps them to HTTP once.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.batching import equal_length_batches
 from models.engine import EmbeddingEngine
 from models.scoring import part_normalise
 from models.silhouette import normalise_clip
 from service.clips import ClipError, ClipLimits, decode_clip
 from service.gallery.index import GalleryIndex, SubjectHit
-from service.gallery.store import GalleryStore, Sample, SubjectNotFoundError
+from service.gallery.store import GalleryStore, NewSample, Sample, SubjectNotFoundError
 
 DECISION_FAR = 0.01
 """The model card's threshold used for accept/reject decisions unless one is given."""
@@ -42,6 +43,17 @@ class Probe:
     @property
     def frames(self) -> int:
         return len(self.silhouettes)
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """A clip to enroll, as uploaded."""
+
+    subject_id: str
+    upload: bytes
+    condition: str | None = None
+    view: str | None = None
+    metadata: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,14 +121,19 @@ class Recognizer:
             raise NoThresholdError("the model has no calibrated threshold: pass one")
         return calibrated.score
 
-    def probe(self, upload: bytes) -> Probe:
-        """Decode, normalise and embed an upload."""
-        silhouettes = normalise_clip(decode_clip(upload, self.limits))  # uint8 [T, 64, 44]
+    def _silhouettes(self, upload: bytes) -> np.ndarray:
+        """Decode and normalise an upload: uint8 [T, 64, 44], at least ``min_frames`` long."""
+        silhouettes = normalise_clip(decode_clip(upload, self.limits))
         if len(silhouettes) < self.min_frames:
             raise TooFewFramesError(
                 f"{len(silhouettes)} usable frames (frames with a silhouette); "
                 f"at least {self.min_frames} are needed"
             )
+        return silhouettes
+
+    def probe(self, upload: bytes) -> Probe:
+        """Decode, normalise and embed an upload."""
+        silhouettes = self._silhouettes(upload)
         vector = part_normalise(self.engine.embed(silhouettes[None]))[0]
         return Probe(vector, silhouettes)
 
@@ -146,19 +163,38 @@ class Recognizer:
         metadata: dict | None = None,
     ) -> Sample:
         """Store the clip and its embedding (durable on return), then make it searchable."""
-        probe = self.probe(upload)
+        return self.enroll_many([Enrollment(subject_id, upload, condition, view, metadata or {})])[
+            0
+        ]
+
+    def enroll_many(self, items: list[Enrollment], batch_size: int = 16) -> list[Sample]:
+        """Enroll several clips at once: all or none. Every clip is decoded and checked before
+        anything is stored (an error names the clip), embedded in equal-length batches, and
+        stored in one transaction; durable on return."""
+        clips = []
+        for position, item in enumerate(items):
+            try:
+                clips.append(self._silhouettes(item.upload))
+            except ClipError as error:
+                if len(items) == 1:
+                    raise
+                raise type(error)(f"clip {position}: {error}") from error
+        vectors = np.empty((len(clips), 0), np.float32)
+        for batch in equal_length_batches(np.array([len(c) for c in clips]), batch_size):
+            embedded = part_normalise(self.engine.embed(np.stack([clips[i] for i in batch])))
+            if vectors.shape[1] == 0:
+                vectors = np.empty((len(clips), embedded.shape[1]), np.float32)
+            vectors[batch] = embedded
+        new = [
+            NewSample(i.subject_id, c, v, i.condition, i.view, i.metadata)
+            for i, c, v in zip(items, clips, vectors, strict=True)
+        ]
         with self._write_lock:
-            sample = self.store.add_sample(
-                subject_id,
-                probe.silhouettes,
-                probe.vector,
-                self.model_version,
-                condition=condition,
-                view=view,
-                metadata=metadata,
+            samples = self.store.add_samples(new, self.model_version)
+            self.index.add(
+                np.array([s.id for s in samples]), [s.subject_id for s in samples], vectors
             )
-            self.index.add(np.array([sample.id]), [subject_id], probe.vector[None])
-        return sample
+        return samples
 
     def delete_subject(self, subject_id: str) -> int:
         with self._write_lock:

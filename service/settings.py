@@ -21,6 +21,7 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0)
     max_frames: int = Field(1000, gt=0)
     min_frames: int = Field(5, gt=0)
+    max_bulk_clips: int = Field(256, gt=0)
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:

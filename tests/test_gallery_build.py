@@ -8,7 +8,7 @@ import pytest
 from gaitlab.cli import main
 from service.gallery.store import GalleryStore
 from tests.helpers import toy_model
-from tests.service.test_api_e2e import Server
+from tests.service.live_server import Server
 
 pytestmark = [pytest.mark.casia, pytest.mark.slow]
 NM_GALLERY = "nm-01,nm-02,nm-03,nm-04"

@@ -37,6 +37,10 @@ class SamplePublic(BaseModel):
     metadata: dict = {}
 
 
+class BulkEnrolled(BaseModel):
+    samples: list[SamplePublic]
+
+
 class SubjectPublic(BaseModel):
     id: str
     samples: list[SamplePublic]

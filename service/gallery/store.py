@@ -66,6 +66,18 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class NewSample:
+    """A clip to enroll: silhouettes uint8 [T, 64, 44] and its embedding float32 [d]."""
+
+    subject_id: str
+    silhouettes: np.ndarray
+    vector: np.ndarray
+    condition: str | None = None
+    view: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Subject:
     id: str
     created_at: float
@@ -125,32 +137,53 @@ class GalleryStore:
 
         silhouettes: uint8 [T, 64, 44]; vector: float32 [d] (part-normalised embedding).
         """
-        if silhouettes.ndim != 3 or silhouettes.shape[1:] != (FRAME_HEIGHT, MODEL_WIDTH):
-            raise ValueError(f"silhouettes must be [T, 64, 44]; got {silhouettes.shape}")
+        new = NewSample(subject_id, silhouettes, vector, condition, view, metadata or {})
+        return self.add_samples([new], model_version)[0]
+
+    def add_samples(self, new: list[NewSample], model_version: str) -> list[Sample]:
+        """Store several enrolled clips in one transaction: all of them or, on error, none."""
+        for item in new:
+            shape = item.silhouettes.shape
+            if len(shape) != 3 or shape[1:] != (FRAME_HEIGHT, MODEL_WIDTH):
+                raise ValueError(f"silhouettes must be [T, 64, 44]; got {shape}")
         now = time.time()
+        stored = []
         with self._transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO subjects (id, created_at) VALUES (?, ?)", (subject_id, now)
-            )
-            cursor = db.execute(
-                "INSERT INTO samples (subject_id, created_at, condition, view, metadata, frames,"
-                " silhouettes) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    subject_id,
-                    now,
-                    condition,
-                    view,
-                    json.dumps(metadata or {}),
-                    len(silhouettes),
-                    _pack(silhouettes),
-                ),
-            )
-            sample_id = int(cursor.lastrowid)
-            db.execute(
-                "INSERT INTO embeddings (sample_id, model_version, vector) VALUES (?, ?, ?)",
-                (sample_id, model_version, np.asarray(vector, np.float32).tobytes()),
-            )
-        return Sample(sample_id, subject_id, now, len(silhouettes), condition, view, metadata or {})
+            for item in new:
+                db.execute(
+                    "INSERT OR IGNORE INTO subjects (id, created_at) VALUES (?, ?)",
+                    (item.subject_id, now),
+                )
+                cursor = db.execute(
+                    "INSERT INTO samples (subject_id, created_at, condition, view, metadata,"
+                    " frames, silhouettes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        item.subject_id,
+                        now,
+                        item.condition,
+                        item.view,
+                        json.dumps(item.metadata),
+                        len(item.silhouettes),
+                        _pack(item.silhouettes),
+                    ),
+                )
+                sample_id = int(cursor.lastrowid)
+                db.execute(
+                    "INSERT INTO embeddings (sample_id, model_version, vector) VALUES (?, ?, ?)",
+                    (sample_id, model_version, np.asarray(item.vector, np.float32).tobytes()),
+                )
+                stored.append(
+                    Sample(
+                        sample_id,
+                        item.subject_id,
+                        now,
+                        len(item.silhouettes),
+                        item.condition,
+                        item.view,
+                        item.metadata,
+                    )
+                )
+        return stored
 
     def _samples_of(self, subject_id: str) -> list[Sample]:
         rows = self._db.execute(

@@ -4,74 +4,15 @@ SQLite; enroll, identify, verify, delete, restart, and bad inputs answered with 
 from __future__ import annotations
 
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
 import zipfile
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
 from tests.helpers import toy_model
+from tests.service.live_server import MAX_UPLOAD, Server
 from tests.service.test_recognition import person, walker_clip
-
-REPO = Path(__file__).resolve().parents[2]
-MAX_UPLOAD = 2_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, model: Path, data_dir: Path):
-        self.model, self.data_dir = model, data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Server:
-        env = {**os.environ, "GAITLAB_MAX_UPLOAD_BYTES": str(MAX_UPLOAD), "PYTHONPATH": str(REPO)}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gaitlab",
-                "serve",
-                "--port",
-                str(self.port),
-                "--model",
-                str(self.model),
-                "--data-dir",
-                str(self.data_dir),
-                "--device",
-                "cpu",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server did not start: {self.process.stdout.read().decode()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
 
 
 @pytest.fixture
@@ -164,3 +105,30 @@ def test_bad_inputs_get_clear_4xx_answers(server):
     )
     assert bad_meta.status_code == 422
     assert client.get("/gallery/subjects").json()["total"] == 1  # nothing half-enrolled
+
+
+def test_bulk_enrollment(server):
+    import json
+
+    client = httpx.Client(base_url=server.url, timeout=30)
+    manifest = [{"subject_id": f"p{n}", "condition": "nm-01", "view": "090"} for n in range(3)]
+    files = [("clips", (f"{n}.npy", person(n), "application/octet-stream")) for n in range(3)]
+    answer = client.post("/gallery/samples", files=files, data={"manifest": json.dumps(manifest)})
+    assert answer.status_code == 201, answer.text
+    assert [s["subject_id"] for s in answer.json()["samples"]] == ["p0", "p1", "p2"]
+    assert client.post("/identify", files=upload(person(2))).json()["decision"] == "p2"
+
+    broken = [*files[:1], ("clips", ("x.npy", b"junk", "application/octet-stream"))]
+    refusals = [
+        (files, "not json", "bad_manifest"),
+        (files, json.dumps(manifest[:2]), "bad_manifest"),  # 3 clips, 2 entries
+        (files, json.dumps([{"subject_id": "bad id"}] * 3), "bad_manifest"),
+        (files, json.dumps([{**m, "extra": 1} for m in manifest]), "bad_manifest"),
+        (broken, json.dumps(manifest[:2]), "unsupported_format"),
+    ]
+    for clips, text, tag in refusals:
+        answer = client.post("/gallery/samples", files=clips, data={"manifest": text})
+        assert answer.status_code in (415, 422), answer.text
+        assert answer.json()["error"] == tag, answer.text
+    assert "clip 1" in answer.json()["detail"]
+    assert client.get("/gallery/subjects").json()["total"] == 3  # nothing from the refusals

@@ -97,3 +97,25 @@ def test_no_threshold_without_a_card(tmp_path):
         recognizer.identify(person(0))
     assert recognizer.identify(person(0), threshold=0.5).decision is None  # empty gallery
     store.close()
+
+
+def test_bulk_enrollment_is_all_or_none_and_embeds_as_single_enrollment_does(recognizer):
+    from service.clips import CorruptClipError
+    from service.recognition import Enrollment
+
+    items = [Enrollment(f"p{n}", person(n), "nm-01", "090") for n in range(3)]
+    items.append(Enrollment("p0", walker_clip(0, frames=12, width=8), "nm-02"))  # another length
+    with pytest.raises(CorruptClipError, match="clip 2"):
+        recognizer.enroll_many([*items[:2], Enrollment("p9", b"\x93NUMPY broken"), items[3]])
+    assert len(recognizer.index) == 0
+    assert recognizer.store.list_subjects()[1] == 0
+
+    samples = recognizer.enroll_many(items)
+    assert [s.subject_id for s in samples] == ["p0", "p1", "p2", "p0"]
+    assert [s.frames for s in samples] == [8, 8, 8, 12]
+    assert len(recognizer.index) == 4
+    stored = recognizer.store.embeddings(recognizer.model_version)
+    for sample, vector in zip(samples, stored.vectors, strict=True):
+        single = recognizer.probe(items[samples.index(sample)].upload).vector
+        np.testing.assert_allclose(vector, single, atol=1e-5)
+    assert recognizer.identify(person(1)).decision == "p1"

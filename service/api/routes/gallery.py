@@ -6,10 +6,12 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import SUBJECT_ID, RecognizerDep, SettingsDep, read_upload
 from service.api.schemas import (
+    BulkEnrolled,
     Deleted,
     SamplePublic,
     SubjectList,
@@ -17,6 +19,7 @@ from service.api.schemas import (
     SubjectSummary,
 )
 from service.clips import ClipError
+from service.recognition import Enrollment
 
 router = APIRouter(prefix="/gallery", tags=["gallery"])
 SubjectId = Annotated[str, Path(pattern=SUBJECT_ID)]
@@ -24,6 +27,23 @@ SubjectId = Annotated[str, Path(pattern=SUBJECT_ID)]
 
 class BadMetadataError(ClipError):
     reason = "bad_metadata"
+
+
+class BadManifestError(ClipError):
+    reason = "bad_manifest"
+
+
+class ManifestItem(BaseModel):
+    """Who one clip of a bulk enrollment belongs to."""
+
+    model_config = ConfigDict(extra="forbid")
+    subject_id: str = Field(pattern=SUBJECT_ID)
+    condition: str | None = Field(None, max_length=32)
+    view: str | None = Field(None, max_length=32)
+    metadata: dict = {}
+
+
+MANIFEST = TypeAdapter(list[ManifestItem])
 
 
 @router.post("/subjects/{subject_id}/samples", status_code=201, response_model=SamplePublic)
@@ -46,6 +66,48 @@ async def enroll(
     data = await read_upload(clip, settings)
     sample = await run_in_threadpool(recognizer.enroll, subject_id, data, condition, view, extra)
     return SamplePublic(**sample.__dict__)
+
+
+@router.post("/samples", status_code=201, response_model=BulkEnrolled)
+async def enroll_many(
+    recognizer: RecognizerDep,
+    settings: SettingsDep,
+    clips: Annotated[list[UploadFile], File(description="the clips, in manifest order")],
+    manifest: Annotated[
+        str,
+        Form(
+            max_length=1_000_000,
+            description='a JSON list, one object per clip: {"subject_id", "condition", "view", '
+            '"metadata"} (all but subject_id optional)',
+        ),
+    ],
+) -> BulkEnrolled:
+    """Enroll many clips in one request, all or none: every clip is checked first (an error
+    names the clip by its position), then they are embedded in batches and stored in one
+    transaction. Answered once they are on disk."""
+    try:
+        items = MANIFEST.validate_json(manifest)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'manifest'}: {e['msg']}" for e in error.errors()
+        )
+        raise BadManifestError(f"manifest: {problems}") from error
+    if len(items) != len(clips):
+        raise BadManifestError(f"{len(clips)} clips but {len(items)} manifest entries")
+    if len(clips) > settings.max_bulk_clips:
+        raise BadManifestError(f"at most {settings.max_bulk_clips} clips per request")
+    enrollments = [
+        Enrollment(
+            item.subject_id,
+            await read_upload(clip, settings),
+            item.condition,
+            item.view,
+            item.metadata,
+        )
+        for item, clip in zip(items, clips, strict=True)
+    ]
+    samples = await run_in_threadpool(recognizer.enroll_many, enrollments)
+    return BulkEnrolled(samples=[SamplePublic(**s.__dict__) for s in samples])
 
 
 @router.get("/subjects", response_model=SubjectList)
