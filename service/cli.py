@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -19,17 +20,28 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from models.default import default_model_path
+    from service.logs import configure_logging
     from service.main import create_app
-    from service.settings import Settings
+    from service.settings import InsecureBindError, Settings
 
-    settings = Settings.from_env(data_dir=args.data_dir, model=args.model, device=args.device)
-    if settings.model is None:
-        try:
+    try:
+        settings = Settings.from_env(data_dir=args.data_dir, model=args.model, device=args.device)
+        settings.check_bind(args.host)
+        if settings.model is None:
             default_model_path()
-        except FileNotFoundError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    except (ValidationError, InsecureBindError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format)
+    if not settings.auth_enabled:
+        logging.getLogger("gaitlab.service").warning(
+            "no API keys configured: authentication is off, so the service listens on "
+            f"{args.host} only (set GAITLAB_ADMIN_KEYS and GAITLAB_CLIENT_KEYS to expose it)"
+        )
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, log_config=None, access_log=False
+    )
     return 0

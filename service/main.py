@@ -1,8 +1,14 @@
 """The app factory: ``create_app(settings)`` builds the FastAPI app; its lifespan opens the model,
-the gallery store and the index once, and closes the store on shutdown."""
+the gallery store and the index once, and closes the store on shutdown.
+
+Which model serves at start: the one last activated on this gallery (recorded in the store) if
+its file is still there, else ``settings.model``, else the shipped default. If ``settings.model``
+names a model other than the one that came up, a refresh to it starts in the background.
+"""
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -10,32 +16,95 @@ from fastapi import FastAPI
 from models.default import default_model_path
 from models.engine import EmbeddingEngine
 from service.api.errors import install_error_handlers
-from service.api.routes import gallery, health, recognition
+from service.api.limits import RequestLimits
+from service.api.observe import install_observation
+from service.api.routes import admin, gallery, health, recognition
 from service.gallery.store import GalleryStore
+from service.metrics import Metrics
 from service.recognition import Recognizer
+from service.refresh import (
+    REQUESTED_MODEL_KEY,
+    AlreadyActiveError,
+    InvalidModelError,
+    ModelRefresher,
+    RefreshStatus,
+    load_model,
+    read_active_model,
+    record_active_model,
+)
 from service.settings import Settings
+
+log = logging.getLogger("gaitlab.service")
+
+
+def _activate_requested(settings: Settings, refresher: ModelRefresher, store: GalleryStore) -> None:
+    """``--model FILE`` activates FILE when it is a new request: restarting with the same
+    command line keeps a model activated since through the API."""
+    if settings.model is None:
+        return
+    active = refresher.recognizer.active
+    if settings.model.resolve() == active.engine.path.resolve():
+        store.set_state(REQUESTED_MODEL_KEY, active.version)
+        return
+    try:
+        requested = load_model(settings.model, "cpu", 1).version
+        if requested != store.get_state(REQUESTED_MODEL_KEY):
+            refresher.start(settings.model)
+    except AlreadyActiveError:
+        pass
+    except InvalidModelError as error:  # the current model keeps serving
+        log.error("model refused", extra={"model": str(settings.model), "error": str(error)})
+        refresher.status = RefreshStatus("failed", error=str(error))
+        return
+    store.set_state(REQUESTED_MODEL_KEY, requested)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = EmbeddingEngine(
-            settings.model or default_model_path(), device=settings.device, threads=settings.threads
-        )
         store = GalleryStore(settings.gallery_path)
-        app.state.settings = settings
-        app.state.recognizer = Recognizer(engine, store, settings.limits, settings.min_frames)
+        start = read_active_model(store) or settings.model or default_model_path()
+        engine = EmbeddingEngine(start, device=settings.device, threads=settings.threads)
+        recognizer = Recognizer(
+            engine, store, settings.limits, settings.min_frames, timing=metrics.observe_step
+        )
+        record_active_model(store, start, engine.version)
+        refresher = ModelRefresher(
+            recognizer, settings.models_dir, settings.device, settings.threads
+        )
+        app.state.settings, app.state.metrics = settings, metrics
+        app.state.recognizer, app.state.refresher = recognizer, refresher
+        log.info(
+            "serving",
+            extra={
+                "model_version": engine.version,
+                "model": str(start),
+                "provider": engine.provider,
+                "gallery_samples": len(recognizer.index),
+                "auth": "api keys" if settings.auth_enabled else "off (loopback only)",
+            },
+        )
+        _activate_requested(settings, refresher, store)
         try:
             yield
         finally:
+            refresher.stop()
             store.close()
 
     app = FastAPI(
         title="GaitLab", summary="Identify people by the way they walk.", lifespan=lifespan
     )
     install_error_handlers(app)
-    for module in (recognition, gallery, health):
+    for module in (recognition, gallery, admin, health):
         app.include_router(module.router)
+    app.add_middleware(
+        RequestLimits,
+        max_request_bytes=settings.max_request_bytes,
+        max_concurrency=settings.max_concurrency,
+        on_refusal=metrics.error,
+    )
+    install_observation(app, metrics)  # outermost: sees every request, refused ones included
     return app

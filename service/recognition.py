@@ -9,11 +9,12 @@ the API layer maps them to HTTP once.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.batching import equal_length_batches
 from models.engine import EmbeddingEngine
 from models.scoring import part_normalise
 from models.silhouette import normalise_clip
@@ -75,8 +76,61 @@ class Verification:
     model_version: str
 
 
+@dataclass(frozen=True)
+class ActiveModel:
+    """A model and the index of the gallery embedded by it: always swapped together."""
+
+    engine: EmbeddingEngine
+    index: GalleryIndex
+
+    @property
+    def version(self) -> str:
+        return self.engine.version
+
+
+Timing = Callable[[str, float], None]
+"""Called with ("embed" | "search", seconds) after each step, e.g. to feed metrics."""
+
+
+def embed_stored(
+    engine: EmbeddingEngine,
+    store: GalleryStore,
+    sample_ids: list[int],
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Embed stored samples with ``engine`` and store the embeddings, ``batch_size`` at a time
+    (one transaction each); ``progress`` gets the number done after every batch."""
+    for first in range(0, len(sample_ids), batch_size):
+        chunk = sample_ids[first : first + batch_size]
+        found = [(i, store.silhouettes(i)) for i in chunk if store.has_sample(i)]
+        if found:
+            vectors = part_normalise(engine.embed_many([clip for _, clip in found]))
+            store.put_embeddings([i for i, _ in found], engine.version, vectors)
+        if progress:
+            progress(len(chunk))
+
+
+def build_index(engine: EmbeddingEngine, store: GalleryStore) -> GalleryIndex:
+    """The index of ``engine``'s stored embeddings (which must be complete)."""
+    found = store.embeddings(engine.version)
+    index = GalleryIndex(embedding_dim(engine), engine.version)
+    if len(found.sample_ids):
+        index.add(found.sample_ids, found.subject_ids, found.vectors)
+    return index
+
+
+def embedding_dim(engine: EmbeddingEngine) -> int:
+    probe = engine.embed(np.zeros((1, 1, 64, 44), np.uint8))  # [1, c, p]
+    return int(np.prod(probe.shape[1:]))
+
+
 class Recognizer:
-    """One model, one gallery. Safe to call from several threads."""
+    """One gallery, searched with one active model at a time. Safe to call from several threads.
+
+    Every request reads ``self.active`` once and uses that model and index throughout, so a
+    model swap (``activate``) never mixes two models in one answer.
+    """
 
     def __init__(
         self,
@@ -84,38 +138,42 @@ class Recognizer:
         store: GalleryStore,
         limits: ClipLimits | None = None,
         min_frames: int = 5,
+        timing: Timing | None = None,
     ):
-        self.engine = engine
         self.store = store
         self.limits = limits or ClipLimits()
         self.min_frames = min_frames
-        self._write_lock = threading.Lock()
-        self.index = self._build_index()
+        self.timing = timing or (lambda step, seconds: None)
+        self.write_lock = threading.Lock()
+        """Held by every gallery write, and by a model swap."""
+        embed_stored(engine, store, store.samples_missing(engine.version))
+        self.active = ActiveModel(engine, build_index(engine, store))
+
+    @property
+    def engine(self) -> EmbeddingEngine:
+        return self.active.engine
+
+    @property
+    def index(self) -> GalleryIndex:
+        return self.active.index
 
     @property
     def model_version(self) -> str:
-        return self.engine.version
+        return self.active.version
 
-    def _build_index(self) -> GalleryIndex:
-        """Load this model's embeddings from the store; embed samples it has none for."""
-        for sample_id in self.store.samples_missing(self.model_version):
-            vector = part_normalise(self.engine.embed(self.store.silhouettes(sample_id)[None]))[0]
-            self.store.put_embedding(sample_id, self.model_version, vector)
-        found = self.store.embeddings(self.model_version)
-        dim = found.vectors.shape[1] if len(found.sample_ids) else self._dim()
-        index = GalleryIndex(dim, self.model_version)
-        if len(found.sample_ids):
-            index.add(found.sample_ids, found.subject_ids, found.vectors)
-        return index
+    def activate(self, engine: EmbeddingEngine) -> None:
+        """Swap to ``engine``, whose embeddings of every stored sample are in the store except
+        for samples enrolled since (embedded here, under the write lock), then forget the old
+        model's embeddings."""
+        with self.write_lock:
+            embed_stored(engine, self.store, self.store.samples_missing(engine.version))
+            self.active = ActiveModel(engine, build_index(engine, self.store))
+            self.store.drop_embeddings_except(engine.version)
 
-    def _dim(self) -> int:
-        probe = self.engine.embed(np.zeros((1, 1, 64, 44), np.uint8))
-        return int(np.prod(probe.shape[1:]))
-
-    def threshold(self, override: float | None = None) -> float:
+    def threshold(self, override: float | None = None, active: ActiveModel | None = None) -> float:
         if override is not None:
             return override
-        card = self.engine.card
+        card = (active or self.active).engine.card
         calibrated = card.threshold_at(DECISION_FAR) if card else None
         if calibrated is None:
             raise NoThresholdError("the model has no calibrated threshold: pass one")
@@ -131,27 +189,42 @@ class Recognizer:
             )
         return silhouettes
 
-    def probe(self, upload: bytes) -> Probe:
+    def _embed(self, engine: EmbeddingEngine, clips: list[np.ndarray]) -> np.ndarray:
+        """Part-normalised embeddings float32 [n, c * p] of clips uint8 [T_i, 64, 44]."""
+        started = time.perf_counter()
+        vectors = part_normalise(engine.embed_many(clips))
+        self.timing("embed", time.perf_counter() - started)
+        return vectors
+
+    def probe(self, upload: bytes, active: ActiveModel | None = None) -> Probe:
         """Decode, normalise and embed an upload."""
         silhouettes = self._silhouettes(upload)
-        vector = part_normalise(self.engine.embed(silhouettes[None]))[0]
+        vector = self._embed((active or self.active).engine, [silhouettes])[0]
         return Probe(vector, silhouettes)
 
+    def _search(self, index: GalleryIndex, probe: Probe, top_k: int) -> list[SubjectHit]:
+        started = time.perf_counter()
+        hits = index.search(probe.vector, top_k)
+        self.timing("search", time.perf_counter() - started)
+        return hits
+
     def identify(self, upload: bytes, top_k: int = 5, threshold: float | None = None):
-        probe = self.probe(upload)
-        limit = self.threshold(threshold)
-        hits = self.index.search(probe.vector, top_k)
+        active = self.active
+        probe = self.probe(upload, active)
+        limit = self.threshold(threshold, active)
+        hits = self._search(active.index, probe, top_k)
         decision = hits[0].subject_id if hits and hits[0].score >= limit else None
-        return Identification(hits, decision, limit, probe.frames, self.model_version)
+        return Identification(hits, decision, limit, probe.frames, active.version)
 
     def verify(self, upload: bytes, subject_id: str, threshold: float | None = None):
-        probe = self.probe(upload)
-        limit = self.threshold(threshold)
-        hit = self.index.score_subject(probe.vector, subject_id)
+        active = self.active
+        probe = self.probe(upload, active)
+        limit = self.threshold(threshold, active)
+        hit = active.index.score_subject(probe.vector, subject_id)
         if hit is None:
             raise SubjectNotFoundError(subject_id)
         return Verification(
-            subject_id, hit.score, hit.score >= limit, limit, probe.frames, self.model_version
+            subject_id, hit.score, hit.score >= limit, limit, probe.frames, active.version
         )
 
     def enroll(
@@ -167,7 +240,7 @@ class Recognizer:
             0
         ]
 
-    def enroll_many(self, items: list[Enrollment], batch_size: int = 16) -> list[Sample]:
+    def enroll_many(self, items: list[Enrollment]) -> list[Sample]:
         """Enroll several clips at once: all or none. Every clip is decoded and checked before
         anything is stored (an error names the clip), embedded in equal-length batches, and
         stored in one transaction; durable on return."""
@@ -179,30 +252,29 @@ class Recognizer:
                 if len(items) == 1:
                     raise
                 raise type(error)(f"clip {position}: {error}") from error
-        vectors = np.empty((len(clips), 0), np.float32)
-        for batch in equal_length_batches(np.array([len(c) for c in clips]), batch_size):
-            embedded = part_normalise(self.engine.embed(np.stack([clips[i] for i in batch])))
-            if vectors.shape[1] == 0:
-                vectors = np.empty((len(clips), embedded.shape[1]), np.float32)
-            vectors[batch] = embedded
-        new = [
-            NewSample(i.subject_id, c, v, i.condition, i.view, i.metadata)
-            for i, c, v in zip(items, clips, vectors, strict=True)
-        ]
-        with self._write_lock:
-            samples = self.store.add_samples(new, self.model_version)
-            self.index.add(
+        active = self.active
+        vectors = self._embed(active.engine, clips)
+        with self.write_lock:
+            if self.active is not active:  # the model was swapped while we embedded
+                active = self.active
+                vectors = self._embed(active.engine, clips)
+            new = [
+                NewSample(i.subject_id, c, v, i.condition, i.view, i.metadata)
+                for i, c, v in zip(items, clips, vectors, strict=True)
+            ]
+            samples = self.store.add_samples(new, active.version)
+            active.index.add(
                 np.array([s.id for s in samples]), [s.subject_id for s in samples], vectors
             )
         return samples
 
     def delete_subject(self, subject_id: str) -> int:
-        with self._write_lock:
+        with self.write_lock:
             removed = self.store.delete_subject(subject_id)
-            self.index.remove(removed)
+            self.active.index.remove(removed)
         return len(removed)
 
     def delete_sample(self, subject_id: str, sample_id: int) -> None:
-        with self._write_lock:
+        with self.write_lock:
             self.store.delete_sample(subject_id, sample_id)
-            self.index.remove([sample_id])
+            self.active.index.remove([sample_id])

@@ -6,9 +6,16 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.clips import ClipLimits
+
+MIN_KEY_LENGTH = 16
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class InsecureBindError(ValueError):
+    """Listening on a non-loopback address with no API keys configured."""
 
 
 class Settings(BaseModel):
@@ -22,6 +29,34 @@ class Settings(BaseModel):
     max_frames: int = Field(1000, gt=0)
     min_frames: int = Field(5, gt=0)
     max_bulk_clips: int = Field(256, gt=0)
+    max_request_bytes: int = Field(512 * 1024 * 1024, gt=0)  # a whole request (bulk, models)
+    max_concurrency: int = Field(8, gt=0)  # embedding requests in flight; more get a 429
+    # admin: gallery writes, model refresh, and all a client may do; client: identify, verify, reads
+    admin_keys: tuple[str, ...] = Field((), repr=False)
+    client_keys: tuple[str, ...] = Field((), repr=False)
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("admin_keys", "client_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value):
+        if isinstance(value, str):  # from the environment: comma-separated
+            value = [key.strip() for key in value.split(",") if key.strip()]
+        for key in value:
+            if len(key) < MIN_KEY_LENGTH:
+                raise ValueError(f"API keys must be at least {MIN_KEY_LENGTH} characters")
+        return tuple(value)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.admin_keys or self.client_keys)
+
+    def check_bind(self, host: str) -> None:
+        """Secure by default: without API keys, refuse to listen beyond this machine."""
+        if not self.auth_enabled and host not in LOOPBACK:
+            raise InsecureBindError(
+                f"refusing to listen on {host} without API keys: set GAITLAB_ADMIN_KEYS and "
+                "GAITLAB_CLIENT_KEYS (comma-separated), or listen on 127.0.0.1"
+            )
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -41,3 +76,8 @@ class Settings(BaseModel):
     @property
     def gallery_path(self) -> Path:
         return self.data_dir / "gallery.db"
+
+    @property
+    def models_dir(self) -> Path:
+        """Models activated on this gallery are kept here."""
+        return self.data_dir / "models"

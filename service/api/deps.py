@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request, UploadFile
 
 from service.api.errors import UploadTooLargeError
+from service.metrics import Metrics
 from service.recognition import Recognizer
+from service.refresh import ModelRefresher
 from service.settings import Settings
 
 
@@ -19,8 +21,18 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_refresher(request: Request) -> ModelRefresher:
+    return request.app.state.refresher
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
 RecognizerDep = Annotated[Recognizer, Depends(get_recognizer)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+RefresherDep = Annotated[ModelRefresher, Depends(get_refresher)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 SUBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 

@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS samples (
     silhouettes BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS samples_by_subject ON samples(subject_id);
+CREATE TABLE IF NOT EXISTS service_state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS embeddings (
     sample_id     INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
     model_version TEXT NOT NULL,
@@ -114,6 +118,7 @@ class GalleryStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA secure_delete=ON")  # deleted content is overwritten, not left
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -222,6 +227,7 @@ class GalleryStore:
             ]
             if db.execute("DELETE FROM subjects WHERE id = ?", (subject_id,)).rowcount == 0:
                 raise SubjectNotFoundError(subject_id)
+        self.checkpoint()
         return ids
 
     def delete_sample(self, subject_id: str, sample_id: int) -> None:
@@ -232,6 +238,13 @@ class GalleryStore:
             ).rowcount
             if deleted == 0:
                 raise SampleNotFoundError(f"{subject_id}/{sample_id}")
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file and truncate it, so deleted rows
+        survive in neither (``secure_delete`` zeroes them in the database file)."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def silhouettes(self, sample_id: int) -> np.ndarray:
         """The stored clip of a sample: uint8 [T, 64, 44]."""
@@ -255,11 +268,55 @@ class GalleryStore:
 
     def put_embedding(self, sample_id: int, model_version: str, vector: np.ndarray) -> None:
         """Store (or replace) one sample's embedding from ``model_version``."""
+        self.put_embeddings([sample_id], model_version, np.asarray(vector)[None])
+
+    def put_embeddings(
+        self, sample_ids: list[int], model_version: str, vectors: np.ndarray
+    ) -> None:
+        """Store (or replace) embeddings float32 [n, d] of ``sample_ids`` in one transaction.
+        Samples deleted in the meantime are skipped."""
+        with self._transaction() as db:
+            for sample_id, vector in zip(sample_ids, vectors, strict=True):
+                db.execute(
+                    "INSERT OR REPLACE INTO embeddings (sample_id, model_version, vector)"
+                    " SELECT id, ?, ? FROM samples WHERE id = ?",
+                    (model_version, np.asarray(vector, np.float32).tobytes(), int(sample_id)),
+                )
+
+    def drop_embeddings_of(self, model_version: str) -> int:
+        """Delete every embedding made by ``model_version``; returns how many."""
+        with self._transaction() as db:
+            return db.execute(
+                "DELETE FROM embeddings WHERE model_version = ?", (model_version,)
+            ).rowcount
+
+    def drop_embeddings_except(self, model_version: str) -> int:
+        """Delete the embeddings of every other model version; returns how many."""
+        with self._transaction() as db:
+            return db.execute(
+                "DELETE FROM embeddings WHERE model_version != ?", (model_version,)
+            ).rowcount
+
+    def has_sample(self, sample_id: int) -> bool:
+        with self._lock:
+            found = self._db.execute("SELECT 1 FROM samples WHERE id = ?", (sample_id,))
+            return found.fetchone() is not None
+
+    def sample_count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+    def get_state(self, key: str) -> str | None:
+        """A value the service keeps across restarts (such as the active model), or ``None``."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM service_state WHERE key = ?", (key,))
+            found = row.fetchone()
+        return found[0] if found else None
+
+    def set_state(self, key: str, value: str) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO embeddings (sample_id, model_version, vector)"
-                " VALUES (?, ?, ?)",
-                (sample_id, model_version, np.asarray(vector, np.float32).tobytes()),
+                "INSERT OR REPLACE INTO service_state (key, value) VALUES (?, ?)", (key, value)
             )
 
     def embeddings(self, model_version: str) -> EmbeddingSet:

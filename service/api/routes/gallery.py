@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from service.api.auth import ADMIN, CLIENT
 from service.api.deps import SUBJECT_ID, RecognizerDep, SettingsDep, read_upload
 from service.api.schemas import (
     BulkEnrolled,
@@ -46,7 +47,12 @@ class ManifestItem(BaseModel):
 MANIFEST = TypeAdapter(list[ManifestItem])
 
 
-@router.post("/subjects/{subject_id}/samples", status_code=201, response_model=SamplePublic)
+@router.post(
+    "/subjects/{subject_id}/samples",
+    dependencies=[ADMIN],
+    status_code=201,
+    response_model=SamplePublic,
+)
 async def enroll(
     recognizer: RecognizerDep,
     settings: SettingsDep,
@@ -68,7 +74,7 @@ async def enroll(
     return SamplePublic(**sample.__dict__)
 
 
-@router.post("/samples", status_code=201, response_model=BulkEnrolled)
+@router.post("/samples", dependencies=[ADMIN], status_code=201, response_model=BulkEnrolled)
 async def enroll_many(
     recognizer: RecognizerDep,
     settings: SettingsDep,
@@ -110,7 +116,7 @@ async def enroll_many(
     return BulkEnrolled(samples=[SamplePublic(**s.__dict__) for s in samples])
 
 
-@router.get("/subjects", response_model=SubjectList)
+@router.get("/subjects", dependencies=[CLIENT], response_model=SubjectList)
 def list_subjects(
     recognizer: RecognizerDep,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -121,7 +127,7 @@ def list_subjects(
     return SubjectList(items=summaries, total=total, offset=offset, limit=limit)
 
 
-@router.get("/subjects/{subject_id}", response_model=SubjectPublic)
+@router.get("/subjects/{subject_id}", dependencies=[CLIENT], response_model=SubjectPublic)
 def get_subject(recognizer: RecognizerDep, subject_id: SubjectId) -> SubjectPublic:
     subject = recognizer.store.get_subject(subject_id)
     return SubjectPublic(
@@ -129,12 +135,12 @@ def get_subject(recognizer: RecognizerDep, subject_id: SubjectId) -> SubjectPubl
     )
 
 
-@router.delete("/subjects/{subject_id}", response_model=Deleted)
+@router.delete("/subjects/{subject_id}", dependencies=[ADMIN], response_model=Deleted)
 def delete_subject(recognizer: RecognizerDep, subject_id: SubjectId) -> Deleted:
     """Forget a subject: its silhouettes, embeddings and index entries."""
     return Deleted(subject_id=subject_id, samples_deleted=recognizer.delete_subject(subject_id))
 
 
-@router.delete("/subjects/{subject_id}/samples/{sample_id}", status_code=204)
+@router.delete("/subjects/{subject_id}/samples/{sample_id}", dependencies=[ADMIN], status_code=204)
 def delete_sample(recognizer: RecognizerDep, subject_id: SubjectId, sample_id: int) -> None:
     recognizer.delete_sample(subject_id, sample_id)

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from service.api.auth import CLIENT
 from service.api.deps import SUBJECT_ID, RecognizerDep, SettingsDep, read_upload
 from service.api.schemas import Hit, IdentifyResponse, VerifyResponse
 
-router = APIRouter(tags=["recognition"])
+router = APIRouter(tags=["recognition"], dependencies=[CLIENT])
 
 
 @router.post("/identify", response_model=IdentifyResponse)

@@ -11,6 +11,7 @@ from service.gallery.store import (
     GalleryStore,
     SampleNotFoundError,
     SubjectNotFoundError,
+    _pack,
 )
 
 
@@ -96,3 +97,37 @@ def test_a_failed_write_leaves_nothing_behind(store):
     with pytest.raises(ValueError, match=r"\[T, 64, 44\]"):
         store.add_sample("dave", np.zeros((3, 64, 64), np.uint8), np.zeros(4, np.float32), "v1")
     assert store.list_subjects()[1] == 0
+
+
+def _files_bytes(path) -> bytes:
+    """The database file and its write-ahead log, as they are on disk."""
+    found = b""
+    for suffix in ("", "-wal"):
+        part = path.parent / (path.name + suffix)
+        if part.exists():
+            found += part.read_bytes()
+    return found
+
+
+def test_erasure_leaves_no_trace_in_the_files_on_disk(store):
+    rng = np.random.default_rng(7)
+    keep = clip(6)
+    secret = (rng.random((9, 64, 44)) > 0.5).astype(np.uint8) * 255  # incompressible: unique
+    secret_vector = rng.standard_normal(128).astype(np.float32)
+    store.add_sample("keep", keep, np.ones(128, np.float32), "m1")
+    sample = store.add_sample("erase-me", secret, secret_vector, "m1", metadata={"tag": "x"})
+    packed = _pack(secret)
+    path = store.path
+    store.checkpoint()  # before: a checkpoint copies everything into the database file
+    before = _files_bytes(path)
+    assert packed[:64] in before
+    assert secret_vector.tobytes() in before
+    assert b"erase-me" in before
+
+    store.delete_subject("erase-me")
+    after = _files_bytes(path)
+    assert packed[:64] not in after
+    assert secret_vector.tobytes() not in after
+    assert b"erase-me" not in after
+    assert not store.has_sample(sample.id)
+    assert store.get_subject("keep").samples[0].frames == 6  # the rest is intact

@@ -1,0 +1,43 @@
+"""Per-request metrics and one structured access-log line per request."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from fastapi import FastAPI, Request
+
+from service.metrics import Metrics
+
+log = logging.getLogger("gaitlab.access")
+
+
+def install_observation(app: FastAPI, metrics: Metrics) -> None:
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        except Exception:
+            metrics.error("internal")
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            route = request.scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            metrics.requests.labels(request.method, template, str(status)).inc()
+            metrics.latency.labels(request.method, template).observe(seconds)
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.url.path,
+                    "route": template,
+                    "status": status,
+                    "ms": round(1000 * seconds, 2),
+                    "client": request.client.host if request.client else None,
+                },
+            )

@@ -1,0 +1,91 @@
+"""Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from service.recognition import Recognizer
+from service.refresh import ModelRefresher
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gaitlab_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gaitlab_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.steps = Histogram(
+            "gaitlab_step_duration_seconds",
+            "time in one step of a request: embed (model) or search (index)",
+            ["step"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "gaitlab_errors",
+            "requests refused or failed, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.gallery_samples = Gauge(
+            "gaitlab_gallery_samples", "samples in the search index", registry=self.registry
+        )
+        self.gallery_subjects = Gauge(
+            "gaitlab_gallery_subjects", "subjects in the search index", registry=self.registry
+        )
+        self.model = Gauge(
+            "gaitlab_model_info",
+            "the active model (value 1)",
+            ["version", "provider"],
+            registry=self.registry,
+        )
+        self.refresh_running = Gauge(
+            "gaitlab_refresh_running", "1 while a model refresh runs", registry=self.registry
+        )
+        self.refresh_progress = Gauge(
+            "gaitlab_refresh_samples_done",
+            "samples re-embedded by the refresh",
+            registry=self.registry,
+        )
+        self.refresh_total = Gauge(
+            "gaitlab_refresh_samples_total", "samples the refresh re-embeds", registry=self.registry
+        )
+
+    def observe_step(self, step: str, seconds: float) -> None:
+        self.steps.labels(step).observe(seconds)
+
+    def error(self, kind: str) -> None:
+        self.errors.labels(kind).inc()
+
+    def render(self, recognizer: Recognizer, refresher: ModelRefresher) -> bytes:
+        """The Prometheus text exposition, with the gauges read now."""
+        active = recognizer.active
+        self.gallery_samples.set(len(active.index))
+        self.gallery_subjects.set(active.index.subjects)
+        self.model.clear()
+        self.model.labels(active.version, active.engine.provider).set(1)
+        status = refresher.status
+        self.refresh_running.set(1 if status.state == "running" else 0)
+        self.refresh_progress.set(status.done)
+        self.refresh_total.set(status.total)
+        return generate_latest(self.registry)

@@ -1,0 +1,190 @@
+"""Model refresh without downtime: activate a newly exported model while the service answers.
+
+``ModelRefresher.start(path)`` checks the model (loadable, the input contract, a model card with
+a version), copies it into the service's data folder, and re-embeds every stored sample with it
+in a background thread, writing the new embeddings beside the old ones. Meanwhile requests keep
+using the old model and index. Then ``Recognizer.activate`` embeds what was enrolled in the
+meantime and swaps model and index in one step; the old embeddings are dropped. A model that
+fails any check is refused and the old one keeps serving; a refresh that fails halfway drops
+its partial embeddings. The active model is recorded in the store, so a restart comes back on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from models.card import card_path
+from models.engine import EmbeddingEngine, ModelContractError
+from service.gallery.store import GalleryStore
+from service.recognition import Recognizer, embed_stored
+
+log = logging.getLogger("gaitlab.refresh")
+
+ACTIVE_MODEL_KEY = "active_model"
+REQUESTED_MODEL_KEY = "requested_model"  # the version last named by ``gaitlab serve --model``
+
+
+class ModelRefreshError(ValueError):
+    """A refresh that cannot start; ``reason`` is a short machine-readable tag."""
+
+    reason = "invalid_model"
+
+
+class InvalidModelError(ModelRefreshError):
+    reason = "invalid_model"
+
+
+class RefreshInProgressError(ModelRefreshError):
+    reason = "refresh_in_progress"
+
+
+class AlreadyActiveError(ModelRefreshError):
+    reason = "already_active"
+
+
+class RefreshCancelledError(RuntimeError):
+    pass
+
+
+@dataclass
+class RefreshStatus:
+    state: Literal["idle", "running", "done", "failed"] = "idle"
+    target_version: str | None = None
+    done: int = 0
+    total: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+
+    def public(self) -> dict:
+        return asdict(self)
+
+
+def load_model(path: Path, device: str = "auto", threads: int | None = None) -> EmbeddingEngine:
+    """A model fit to serve, or ``InvalidModelError`` saying why not."""
+    try:
+        engine = EmbeddingEngine(path, device=device, threads=threads)
+    except (ModelContractError, FileNotFoundError) as error:
+        raise InvalidModelError(str(error)) from error
+    if engine.card is None:
+        raise InvalidModelError(
+            f"{path.name}: no model card (gaitlab export writes one): the service needs its "
+            "version to keep embeddings of different models apart"
+        )
+    return engine
+
+
+def read_active_model(store: GalleryStore) -> Path | None:
+    """The file of the model last activated on this gallery, if it is still there."""
+    text = store.get_state(ACTIVE_MODEL_KEY)
+    if text is None:
+        return None
+    path = Path(json.loads(text)["path"])
+    return path if path.is_file() else None
+
+
+def record_active_model(store: GalleryStore, path: Path, version: str) -> None:
+    value = json.dumps({"version": version, "path": str(Path(path).resolve())})
+    store.set_state(ACTIVE_MODEL_KEY, value)
+
+
+class ModelRefresher:
+    """Runs at most one refresh at a time for one ``Recognizer``."""
+
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        models_dir: Path,
+        device: str = "auto",
+        threads: int | None = None,
+        batch_size: int = 32,
+    ):
+        self.recognizer = recognizer
+        self.models_dir = Path(models_dir)
+        self.device, self.threads, self.batch_size = device, threads, batch_size
+        self.status = RefreshStatus()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._cancelled = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        return self.status.state == "running"
+
+    def start(self, source: Path) -> RefreshStatus:
+        """Check ``source`` and start re-embedding the gallery with it in the background."""
+        with self._lock:
+            if self.running:
+                raise RefreshInProgressError(
+                    f"a refresh to {self.status.target_version} is running "
+                    f"({self.status.done}/{self.status.total})"
+                )
+            engine = load_model(Path(source), self.device, self.threads)
+            if engine.version == self.recognizer.model_version:
+                raise AlreadyActiveError(f"model {engine.version} is already active")
+            kept = self._keep(Path(source), engine.version)
+            self._cancelled.clear()
+            total = len(self.recognizer.store.samples_missing(engine.version))
+            self.status = RefreshStatus("running", engine.version, 0, total, started_at=time.time())
+            self._thread = threading.Thread(
+                target=self._run, args=(engine, kept), name="model-refresh", daemon=True
+            )
+            self._thread.start()
+            log.info("refresh started", extra={"version": engine.version, "samples": total})
+            return self.status
+
+    def wait(self, timeout: float | None = None) -> RefreshStatus:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.status
+
+    def stop(self) -> None:
+        """Cancel a running refresh (at shutdown); the current model stays active."""
+        self._cancelled.set()
+        self.wait()
+
+    def _keep(self, source: Path, version: str) -> Path:
+        """Copy the model (and its card file, if any) into the data folder."""
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", version) + ".onnx"
+        kept = self.models_dir / name
+        if source.resolve() != kept.resolve():
+            shutil.copyfile(source, kept)
+            if card_path(source).is_file():
+                shutil.copyfile(card_path(source), card_path(kept))
+        return kept
+
+    def _progress(self, done: int) -> None:
+        if self._cancelled.is_set():
+            raise RefreshCancelledError("cancelled: the service is shutting down")
+        self.status.done += done
+
+    def _run(self, engine: EmbeddingEngine, kept: Path) -> None:
+        recognizer, previous = self.recognizer, self.recognizer.active
+        try:
+            missing = recognizer.store.samples_missing(engine.version)
+            embed_stored(engine, recognizer.store, missing, self.batch_size, self._progress)
+            # record first: a crash after this line restarts on the new model, whose embeddings
+            # are complete but for samples enrolled since (embedded at start)
+            record_active_model(recognizer.store, kept, engine.version)
+            recognizer.activate(engine)
+        except Exception as error:  # the old model keeps serving whatever went wrong
+            log.exception("refresh failed", extra={"version": engine.version})
+            if recognizer.active is previous:
+                record_active_model(recognizer.store, previous.engine.path, previous.version)
+                recognizer.store.drop_embeddings_of(engine.version)
+            self.status.error = f"{type(error).__name__}: {error}"
+            self.status.state = "failed"
+        else:
+            self.status.state = "done"
+            log.info("refresh done", extra={"version": engine.version})
+        finally:
+            self.status.finished_at = time.time()
