@@ -114,7 +114,7 @@ def embed_stored(
 def build_index(engine: EmbeddingEngine, store: GalleryStore) -> GalleryIndex:
     """The index of ``engine``'s stored embeddings (which must be complete)."""
     found = store.embeddings(engine.version)
-    index = GalleryIndex(embedding_dim(engine), engine.version)
+    index = GalleryIndex(embedding_dim(engine), engine.version, device=engine.device)
     if len(found.sample_ids):
         index.add(found.sample_ids, found.subject_ids, found.vectors)
     return index

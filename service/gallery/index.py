@@ -3,6 +3,10 @@
 Vectors come from ``models.scoring.part_normalise``, so an inner product is the mean part cosine
 similarity and ranks exactly as the protocol's ``cos`` distance. One index holds one model
 version's embeddings; samples are keyed by their store ids.
+
+With the GPU build of FAISS (the ``gpu`` extra) and a visible GPU, searches run on a GPU copy of
+the index: additions go to both copies, a removal rebuilds the GPU copy from the CPU one (the
+copy of record), and searches deeper than the GPU's k limit use the CPU copy.
 """
 
 from __future__ import annotations
@@ -23,19 +27,39 @@ class SubjectHit:
     score: float
 
 
-class GalleryIndex:
-    """Search over one model version's gallery; updates and searches are serialised by a lock."""
+GPU_MAX_K = 2048  # FAISS GPU searches return at most this many neighbours
 
-    def __init__(self, dim: int, model_version: str):
+
+def gpu_count() -> int:
+    """GPUs FAISS can use: 0 with the CPU build."""
+    return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+
+
+class GalleryIndex:
+    """Search over one model version's gallery; updates and searches are serialised by a lock.
+
+    device: ``"auto"`` (a GPU when FAISS has one), ``"cpu"`` or ``"cuda"``.
+    """
+
+    def __init__(self, dim: int, model_version: str, device: str = "auto"):
         self.dim = dim
         self.model_version = model_version
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._gpu_resources = None
+        self._gpu_index = None
+        if device != "cpu" and gpu_count() > 0:
+            self._gpu_resources = faiss.StandardGpuResources()
+            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
         self._subject_of: dict[int, str] = {}
         self._samples_of: dict[str, set[int]] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self._index.ntotal
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self._gpu_index is not None else "cpu"
 
     @property
     def subjects(self) -> int:
@@ -47,7 +71,10 @@ class GalleryIndex:
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"vectors must be [n, {self.dim}]; got {vectors.shape}")
         with self._lock:
-            self._index.add_with_ids(vectors, np.asarray(sample_ids, dtype=np.int64))
+            ids = np.asarray(sample_ids, dtype=np.int64)
+            self._index.add_with_ids(vectors, ids)
+            if self._gpu_index is not None:
+                self._gpu_index.add_with_ids(vectors, ids)
             for sample_id, subject_id in zip(map(int, sample_ids), subject_ids, strict=True):
                 self._subject_of[sample_id] = subject_id
                 self._samples_of.setdefault(subject_id, set()).add(sample_id)
@@ -55,6 +82,8 @@ class GalleryIndex:
     def remove(self, sample_ids: list[int]) -> None:
         with self._lock:
             self._index.remove_ids(np.asarray(sample_ids, dtype=np.int64))
+            if self._gpu_index is not None:  # GPU flat indexes cannot remove: copy again
+                self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
             for sample_id in map(int, sample_ids):
                 subject_id = self._subject_of.pop(sample_id, None)
                 samples = self._samples_of.get(subject_id, set())
@@ -73,7 +102,7 @@ class GalleryIndex:
             total = self._index.ntotal
             wanted = min(total, top_k * 4)
             while True:
-                scores, ids = self._index.search(query, wanted) if wanted else ([[]], [[]])
+                scores, ids = self._search(query, wanted) if wanted else ([[]], [[]])
                 best: dict[str, SubjectHit] = {}
                 for score, sample_id in zip(scores[0], ids[0], strict=True):
                     if sample_id < 0:
@@ -84,6 +113,11 @@ class GalleryIndex:
                 if len(best) >= top_k or wanted >= total:
                     return list(best.values())[:top_k]
                 wanted = min(total, wanted * 4)
+
+    def _search(self, query: np.ndarray, k: int):
+        if self._gpu_index is not None and k <= GPU_MAX_K:
+            return self._gpu_index.search(query, k)
+        return self._index.search(query, k)
 
     def score_subject(self, query: np.ndarray, subject_id: str) -> SubjectHit | None:
         """The subject's best sample score for ``query``, or ``None`` if it has no samples."""

@@ -36,7 +36,8 @@ class Server:
         self.process: subprocess.Popen | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
 
-    def start(self) -> Server:
+    def start(self, timeout: float = 60) -> Server:
+        """Start and wait until ``/healthz`` answers (a big gallery is embedded first)."""
         env = {
             **os.environ,
             "GAITLAB_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
@@ -52,7 +53,7 @@ class Server:
             self.process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:

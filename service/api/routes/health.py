@@ -48,6 +48,7 @@ def model(recognizer: RecognizerDep, refresher: RefresherDep) -> dict:
         "device": engine.device,
         "fallback_reason": engine.fallback_reason,
         "threads": engine.threads,
+        "index_device": recognizer.index.device,
         "card": engine.card.model_dump(mode="json") if engine.card else None,
         "refresh": refresher.status.public(),
     }
