@@ -11,12 +11,13 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import ADMIN
 from service.api.deps import RecognizerDep, RefresherDep, SettingsDep
+from service.recognition import Recognizer
 from service.refresh import InvalidModelError, ModelRefresher
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[ADMIN])
 
 
-def model_state(recognizer, refresher: ModelRefresher) -> dict:
+def model_state(recognizer: Recognizer, refresher: ModelRefresher) -> dict:
     active = recognizer.active
     return {
         "active": {

@@ -1,0 +1,48 @@
+"""The shipped default model: loads in the engine with a complete card, and is what ``gaitlab
+eval`` uses when no model is named."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.card import OWN_MEASUREMENT
+from models.default import DEFAULT_MODEL
+from models.engine import EmbeddingEngine
+
+pytestmark = pytest.mark.skipif(
+    not DEFAULT_MODEL.is_file(), reason="this checkout ships no default model"
+)
+
+
+def test_the_default_model_loads_with_its_card():
+    engine = EmbeddingEngine(DEFAULT_MODEL, device="cpu")
+    card = engine.card
+    assert card.net == "convlstm_fusion"
+    assert card.variant == "fp32"
+    assert card.training.subjects == "001-074"
+    assert card.training.iterations == 4500
+    assert card.training.wall_time_s > 0
+    assert "Research derivative of the CASIA Gait Database" in card.licence
+    # trained on every training subject: its figures come from the same recipe trained on 001-062
+    assert card.validation.subjects == "063-074"
+    assert card.validation.source != OWN_MEASUREMENT
+    assert min(card.validation.rank1["cos"].values()) > 50
+    assert card.threshold_at(0.01) is not None
+    assert card.threshold_at(0.001).score > card.threshold_at(0.01).score
+    assert engine.embed(np.zeros((2, 10, 64, 44), np.uint8)).shape == (2, 256, 8)
+    assert DEFAULT_MODEL.stat().st_size < 10 * 2**20  # a few MB
+
+
+@pytest.mark.casia
+def test_eval_uses_the_default_model_when_none_is_named(training_tree, tmp_path):
+    from gaitlab.cli import main
+
+    out = tmp_path / "eval.json"
+    args = ["eval", "--data", str(training_tree), "--subjects", "065-066", "--json", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["model"] == str(DEFAULT_MODEL)
+    assert set(result["euc"]["mean"]) == {"NM", "BG", "CL"}
