@@ -20,7 +20,13 @@ from models.scoring import part_normalise
 from models.silhouette import normalise_clip
 from service.clips import ClipError, ClipLimits, decode_clip
 from service.gallery.index import GalleryIndex, SubjectHit
-from service.gallery.store import GalleryStore, NewSample, Sample, SubjectNotFoundError
+from service.gallery.store import (
+    GalleryStore,
+    NewSample,
+    Sample,
+    SampleNotFoundError,
+    SubjectNotFoundError,
+)
 
 DECISION_FAR = 0.01
 """The model card's threshold used for accept/reject decisions unless one is given."""
@@ -103,7 +109,12 @@ def embed_stored(
     (one transaction each); ``progress`` gets the number done after every batch."""
     for first in range(0, len(sample_ids), batch_size):
         chunk = sample_ids[first : first + batch_size]
-        found = [(i, store.silhouettes(i)) for i in chunk if store.has_sample(i)]
+        found = []
+        for sample_id in chunk:
+            try:
+                found.append((sample_id, store.silhouettes(sample_id)))
+            except SampleNotFoundError:  # deleted meanwhile
+                continue
         if found:
             vectors = part_normalise(engine.embed_many([clip for _, clip in found]))
             store.put_embeddings([i for i, _ in found], engine.version, vectors)

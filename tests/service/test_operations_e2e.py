@@ -107,6 +107,12 @@ def test_refresh_under_traffic_then_restart_and_refusals(tmp_path):
         assert refused.status_code == 422
         assert refused.json()["error"] == "invalid_model"
         assert client.post("/admin/model", data={"path": str(model_b)}).status_code == 409
+        neither = client.post("/admin/model", data={})
+        assert neither.status_code == 422
+        assert "either a model file" in neither.json()["detail"]
+        missing = client.post("/admin/model", data={"path": str(tmp_path / "nowhere.onnx")})
+        assert missing.status_code == 422
+        assert "no model file" in missing.json()["detail"]
         still = client.post("/identify", files={"clip": ("c.npy", aligned_clip(7), "x")}).json()
         assert still["model_version"] == "b"
         assert still["hits"][0]["subject_id"] == "s7"

@@ -48,7 +48,9 @@ async def activate_model(
     Requests keep being answered by the current model until the swap. 422 for a model that
     cannot serve (the current one stays), 409 while another refresh runs."""
     if (model is None) == (path is None):
-        raise InvalidModelError("send either a model file (field 'model') or a 'path'")
+        raise InvalidModelError(
+            "send either a model file (field model) or a server-side path (field path)"
+        )
     if path is not None:
         await run_in_threadpool(refresher.start, Path(path))
         return model_state(recognizer, refresher)
