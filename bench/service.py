@@ -97,6 +97,7 @@ def main() -> int:
     parser.add_argument("--subjects", default="063-074")
     parser.add_argument("--probes", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--search-sizes", default="10000,100000")
     args = parser.parse_args()
     model = args.model or default_model_path()
     subjects = parse_subjects(args.subjects)
@@ -162,7 +163,7 @@ def main() -> int:
             print(row(name, rate, latencies, base))
 
     dim = int(np.prod(EmbeddingEngine(model, device="cpu").embed(clips[0][None]).shape[1:]))
-    search_latency(dim, [10_000, 100_000])
+    search_latency(dim, [int(n) for n in args.search_sizes.split(",")])
     return 0
 
 
