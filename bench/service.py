@@ -133,6 +133,7 @@ def main() -> int:
         def bare(i: int) -> None:
             recognizer.identify(uploads[i % len(uploads)], threshold=-1.0)
 
+        load(bare, len(uploads), 1)  # warm-up: every clip length once
         for clients in (1, 8):
             results["bare", clients] = load(bare, 4 * len(uploads), clients)
         store.close()
@@ -150,7 +151,7 @@ def main() -> int:
                 answer = http.post("/identify", files=files, params={"threshold": -1.0})
                 answer.raise_for_status()
 
-            identify(0)  # warm-up
+            load(identify, len(uploads), 1)  # warm-up: every clip length once
             for clients in (1, 8):
                 results["http", clients] = load(identify, 4 * len(uploads), clients)
         finally:

@@ -52,6 +52,7 @@ class GalleryIndex:
             self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
         self._subject_of: dict[int, str] = {}
         self._samples_of: dict[str, set[int]] = {}
+        self._most = 0  # the most samples any one subject has
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -78,6 +79,7 @@ class GalleryIndex:
             for sample_id, subject_id in zip(map(int, sample_ids), subject_ids, strict=True):
                 self._subject_of[sample_id] = subject_id
                 self._samples_of.setdefault(subject_id, set()).add(sample_id)
+                self._most = max(self._most, len(self._samples_of[subject_id]))
 
     def remove(self, sample_ids: list[int]) -> None:
         with self._lock:
@@ -90,29 +92,29 @@ class GalleryIndex:
                 samples.discard(sample_id)
                 if not samples:
                     self._samples_of.pop(subject_id, None)
+            self._most = max(map(len, self._samples_of.values()), default=0)
 
     def search(self, query: np.ndarray, top_k: int) -> list[SubjectHit]:
         """The ``top_k`` best subjects for one query vector [dim], each by its best sample.
 
-        Exact: the sample search widens until ``top_k`` distinct subjects are found or every
-        sample has been scored.
+        Exact, in one search: only samples of the ``top_k - 1`` better subjects can outscore the
+        ``top_k``-th subject's best sample, so it is among the first
+        ``(top_k - 1) * (most samples of any subject) + 1`` samples.
         """
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
         with self._lock:
             total = self._index.ntotal
-            wanted = min(total, top_k * 4)
-            while True:
-                scores, ids = self._search(query, wanted) if wanted else ([[]], [[]])
-                best: dict[str, SubjectHit] = {}
-                for score, sample_id in zip(scores[0], ids[0], strict=True):
-                    if sample_id < 0:
-                        continue
-                    subject = self._subject_of[int(sample_id)]
-                    if subject not in best:  # results come best first
-                        best[subject] = SubjectHit(subject, int(sample_id), float(score))
-                if len(best) >= top_k or wanted >= total:
-                    return list(best.values())[:top_k]
-                wanted = min(total, wanted * 4)
+            if total == 0:
+                return []
+            scores, ids = self._search(query, min(total, (top_k - 1) * self._most + 1))
+            best: dict[str, SubjectHit] = {}
+            for score, sample_id in zip(scores[0], ids[0], strict=True):
+                if sample_id < 0:
+                    continue
+                subject = self._subject_of[int(sample_id)]
+                if subject not in best:  # results come best first
+                    best[subject] = SubjectHit(subject, int(sample_id), float(score))
+            return list(best.values())[:top_k]
 
     def _search(self, query: np.ndarray, k: int):
         if self._gpu_index is not None and k <= GPU_MAX_K:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from models.scoring import part_normalise, similarity
 from service.gallery.index import GalleryIndex
@@ -33,7 +34,7 @@ def test_search_ranks_subjects_by_their_best_sample_as_cos_distance_does():
     np.testing.assert_allclose([h.score for h in hits], [s for _, (s, _) in expected], rtol=1e-5)
 
 
-def test_search_widens_until_enough_distinct_subjects():
+def test_search_reaches_past_a_crowded_subject():
     rng = np.random.default_rng(1)
     index = GalleryIndex(8, "v1")
     near = np.tile(np.eye(8, dtype=np.float32)[0], (50, 1))  # 50 samples of one subject
@@ -60,3 +61,28 @@ def test_remove_and_score_subject():
 
 def test_empty_index_returns_nothing():
     assert GalleryIndex(4, "v1").search(np.ones(4, np.float32), top_k=5) == []
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 7, 40])
+def test_search_is_exact_against_brute_force_with_uneven_subjects(top_k):
+    rng = np.random.default_rng(top_k)
+    sizes = rng.integers(1, 30, 25)  # 25 subjects, 1–29 samples each
+    subjects = [f"s{i}" for i, size in enumerate(sizes) for _ in range(size)]
+    centres = rng.standard_normal((25, 16))
+    owner = np.array([int(s[1:]) for s in subjects])
+    vectors = (centres[owner] + 0.8 * rng.standard_normal((len(subjects), 16))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = GalleryIndex(16, "v")
+    index.add(np.arange(len(subjects)), subjects, vectors)
+    index.remove([0, 5, 17])  # removals change the most samples per subject
+    kept = np.setdiff1d(np.arange(len(subjects)), [0, 5, 17])
+    for _ in range(20):
+        query = rng.standard_normal(16).astype(np.float32)
+        scores = vectors[kept] @ query
+        best = {}
+        for i, score in zip(kept, scores, strict=True):
+            best[subjects[i]] = max(best.get(subjects[i], -np.inf), score)
+        expected = sorted(best, key=best.get, reverse=True)[:top_k]
+        found = index.search(query, top_k)
+        assert [h.subject_id for h in found] == expected
+        np.testing.assert_allclose([h.score for h in found], [best[s] for s in expected], rtol=1e-5)
