@@ -52,18 +52,19 @@ def test_refresh_under_traffic_then_restart_and_refusals(tmp_path):
         for first in range(0, 1000, 250):
             enroll_bulk(client, first, 250)
 
-        answers: list[tuple[float, int, str | None]] = []
+        answers: list[tuple[int, float, float, int, str | None]] = []  # client, start, end, …
         stop = threading.Event()
 
         def traffic(k: int) -> None:
             with httpx.Client(base_url=server.url, timeout=60) as own:
                 n = k
                 while not stop.is_set():
+                    sent = time.monotonic()
                     reply = own.post("/identify", files={"clip": ("c.npy", aligned_clip(n), "x")})
                     version = (
                         reply.json().get("model_version") if reply.status_code == 200 else None
                     )
-                    answers.append((time.monotonic(), reply.status_code, version))
+                    answers.append((k, sent, time.monotonic(), reply.status_code, version))
                     n += 3
 
         threads = [threading.Thread(target=traffic, args=(k,)) for k in range(3)]
@@ -87,18 +88,21 @@ def test_refresh_under_traffic_then_restart_and_refusals(tmp_path):
         for thread in threads:
             thread.join()
 
-        statuses = [status for _, status, _ in answers]
-        versions = [version for _, _, version in answers]
-        during = [a for a in answers if started <= a[0] <= finished]
+        statuses = [a[3] for a in answers]
+        during = [a for a in answers if started <= a[2] and a[1] <= finished]
         print(
             f"refresh of 1,000 samples under traffic: {len(answers)} identify requests, "
             f"{len(during)} while it ran, {sum(s != 200 for s in statuses)} failed"
         )
         assert statuses == [200] * len(answers)
         assert during
-        switch = versions.index("b")
-        assert set(versions[:switch]) == {"a"}
-        assert set(versions[switch:]) == {"b"}  # never the old model again after the swap
+        assert {a[4] for a in answers if a[2] < started} == {"a"}
+        assert {a[4] for a in answers if a[1] > finished} == {"b"}
+        for k in range(3):  # each client's requests are sequential: once "b", never "a" again
+            versions = [a[4] for a in answers if a[0] == k]
+            switch = versions.index("b")
+            assert set(versions[:switch]) == {"a"}
+            assert set(versions[switch:]) == {"b"}
 
         corrupt = {
             "model": ("bad.onnx", b"\x08\x07 definitely not onnx", "application/octet-stream")
