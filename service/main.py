@@ -47,9 +47,10 @@ def _activate_requested(settings: Settings, refresher: ModelRefresher, store: Ga
         store.set_state(REQUESTED_MODEL_KEY, active.version)
         return
     try:
-        requested = load_model(settings.model, "cpu", 1).version
+        engine = load_model(settings.model, settings.device, settings.threads)
+        requested = engine.version
         if requested != store.get_state(REQUESTED_MODEL_KEY):
-            refresher.start(settings.model)
+            refresher.start(settings.model, engine)  # loaded once, not again
     except AlreadyActiveError:
         pass
     except InvalidModelError as error:  # the current model keeps serving

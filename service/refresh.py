@@ -119,15 +119,16 @@ class ModelRefresher:
     def running(self) -> bool:
         return self.status.state == "running"
 
-    def start(self, source: Path) -> RefreshStatus:
-        """Check ``source`` and start re-embedding the gallery with it in the background."""
+    def start(self, source: Path, engine: EmbeddingEngine | None = None) -> RefreshStatus:
+        """Check ``source`` and start re-embedding the gallery with it in the background;
+        ``engine``: ``source`` already loaded with ``load_model``, if the caller has it."""
         with self._lock:
             if self.running:
                 raise RefreshInProgressError(
                     f"a refresh to {self.status.target_version} is running "
                     f"({self.status.done}/{self.status.total})"
                 )
-            engine = load_model(Path(source), self.device, self.threads)
+            engine = engine or load_model(Path(source), self.device, self.threads)
             if engine.version == self.recognizer.model_version:
                 raise AlreadyActiveError(f"model {engine.version} is already active")
             kept = self._keep(Path(source), engine.version)
