@@ -7,7 +7,7 @@ Output of ``embed``: [n, embedding_dim, parts], the embedding used for matching 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -24,16 +24,17 @@ class GaitNetConfig:
     stem_stride: int = 1
     embedding_dim: int = 256
     parts: int = 16
-    num_classes: int = 74
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+    num_classes: int = 74  # set by the trainer from the training subjects
 
 
 class GaitNet(nn.Module):
-    """Backbone per frame → temporal aggregation (subclass) → parts → embeddings and logits."""
+    """Backbone per frame → temporal aggregation (subclass) → parts → embeddings and logits.
 
-    name: str = "gait_net"
+    A subclass sets ``config_class`` (its options: GaitNetConfig's fields plus its own) and
+    implements ``aggregate``; ``head_channels`` when its map is not ``channels[-1]`` wide.
+    """
+
+    config_class: type = GaitNetConfig
 
     def __init__(self, config: GaitNetConfig):
         super().__init__()

@@ -109,6 +109,33 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     export.set_defaults(run=_run_export)
 
+    experiment = commands.add_parser(
+        "experiment",
+        help="a campaign of training runs from one base config, and its report",
+    )
+    experiment_commands = experiment.add_subparsers(
+        dest="experiment_command", required=True, metavar="COMMAND"
+    )
+    experiment_run = experiment_commands.add_parser(
+        "run",
+        help="train every run of an experiment file, one after another (rerun to continue)",
+        description="Runs go one after another, each in OUT/runs/NAME. A finished run is "
+        "skipped, an interrupted one resumes from its checkpoint: rerun the same command to "
+        "continue a campaign. The report is written at the end (and by `experiment report`).",
+    )
+    experiment_run.add_argument("file", type=Path, help="experiment YAML (see configs/experiments)")
+    experiment_run.add_argument(
+        "--out", type=Path, default=None, help="campaign directory (default: runs/<name>)"
+    )
+    experiment_run.add_argument("--data-root", type=Path, default=None, help="override data.root")
+    experiment_run.set_defaults(run=_run_experiment)
+    experiment_report = experiment_commands.add_parser(
+        "report",
+        help="figures, a Markdown table and report.json for a campaign (finished or running)",
+    )
+    experiment_report.add_argument("dir", type=Path, help="campaign directory")
+    experiment_report.set_defaults(run=_run_experiment_report)
+
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="YAML file (see configs/)")
@@ -132,6 +159,27 @@ def run_train(args: argparse.Namespace) -> int:
         overrides.setdefault("run", {})["iterations"] = args.iterations
     checkpoint = train(load_config(args.config, overrides), resume=args.resume)
     print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+@_reports_errors
+def _run_experiment(args: argparse.Namespace) -> int:
+    from training.experiment.report import build_report
+    from training.experiment.runner import run_experiment
+    from training.experiment.spec import load_experiment
+
+    experiment = load_experiment(args.file, data_root=args.data_root)
+    out = args.out or Path("runs") / experiment.name
+    run_experiment(experiment, out)
+    print(f"campaign finished; report: {build_report(out)}")
+    return 0
+
+
+@_reports_errors
+def _run_experiment_report(args: argparse.Namespace) -> int:
+    from training.experiment.report import build_report
+
+    print(f"wrote {build_report(args.dir)}")
     return 0
 
 

@@ -19,24 +19,39 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ModelSection(Section):
-    """Which net and its options (see ``models.registry``); ``num_classes`` comes from the data."""
+class ModelSection(BaseModel):
+    """Which net, and its options as the net's own schema declares them (``models.registry``).
 
-    name: Literal["convlstm_fusion", "baseline"] = "convlstm_fusion"
-    channels: tuple[int, int, int, int] = (64, 128, 256, 512)
-    stem_stride: Literal[1, 2] = 1
-    embedding_dim: int = Field(256, gt=0)
-    parts: int = Field(16, gt=0)
-    temporal: Literal["lstm", "convlstm"] = "lstm"
-    hidden: int | None = Field(None, gt=0)
-    kernel_size: int = Field(3, gt=0)
+    ``name`` is a built-in net (``convlstm_fusion``, ``baseline``, …), a class of your own as
+    ``my_pkg.my_net:MyNet``, or an entry point of the ``gaitlab.nets`` group. Every other key is
+    an option of that net, checked against its schema: one it does not have is an error that names
+    the net. ``num_classes`` is not an option: it comes from the training subjects.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = "convlstm_fusion"
+
+    @model_validator(mode="after")
+    def _options_fit_the_net(self) -> ModelSection:
+        from models.registry import DERIVED_OPTIONS, build_config
+
+        derived = sorted(set(self.options) & set(DERIVED_OPTIONS))
+        if derived:
+            raise ValueError(f"model.{derived[0]} is set from the data, not in a config")
+        build_config(self.name, **self.options)  # raises, naming the net and the option
+        return self
+
+    @property
+    def options(self) -> dict:
+        """The options the config gives (the net's defaults fill in the rest)."""
+        return dict(self.model_extra or {})
 
     def net_options(self, num_classes: int) -> dict:
-        options = self.model_dump(exclude={"name"})
-        if self.name == "baseline":
-            for key in ("temporal", "hidden", "kernel_size"):
-                options.pop(key)
-        return {**options, "num_classes": num_classes}
+        """Every option of the net, defaults included, as stored in checkpoints and cards."""
+        from models.registry import complete_options
+
+        return complete_options(self.name, self.options, num_classes=num_classes)
 
 
 class AugmentSection(Section):
@@ -72,11 +87,37 @@ class SamplerSection(Section):
     sequences: int = Field(16, gt=1)  # K: sequences per subject
 
 
-class LossSection(Section):
-    triplet_margin: float = Field(0.2, ge=0)
-    triplet_weight: float = Field(1.0, ge=0)
-    ce_weight: float = Field(1.0, ge=0)
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
+class LossTerm(BaseModel):
+    """One term of the training loss: ``weight × loss(outputs[output], labels)``.
+
+    ``name`` is a built-in loss (``triplet``, ``cross_entropy``; ``training.losses``) or a class
+    of your own as ``my_pkg.my_losses:MyLoss``; every other key is an option of that loss,
+    checked against its schema. ``output`` names the net output it reads (default: the loss's
+    own, e.g. ``embeddings`` for the triplet loss).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    weight: float = Field(1.0, ge=0)
+    output: str | None = None
+
+    @model_validator(mode="after")
+    def _options_fit_the_loss(self) -> LossTerm:
+        from training.losses import build_loss
+
+        build_loss(self.name, self.options)  # raises, naming the loss and the option
+        return self
+
+    @property
+    def options(self) -> dict:
+        return dict(self.model_extra or {})
+
+
+DEFAULT_LOSSES = (
+    LossTerm(name="triplet", weight=1.0, margin=0.2),
+    LossTerm(name="cross_entropy", weight=1.0, label_smoothing=0.1),
+)
 
 
 class OptimizerSection(Section):
@@ -98,7 +139,8 @@ class RunSection(Section):
     seed: int = 0
     log_every: int = Field(20, gt=0)
     val_every: int = Field(2000, gt=0)
-    val_max_frames: int | None = Field(None, gt=0)  # cap frames per sequence in periodic validation
+    # cap frames per sequence in intermediate validations; the final one uses every frame
+    val_max_frames: int | None = Field(None, gt=0)
     checkpoint_every: int = Field(1000, gt=0)
     out_dir: Path = Path("runs/default")
 
@@ -113,10 +155,18 @@ class TrainConfig(Section):
     model: ModelSection = ModelSection()
     data: DataSection = DataSection()
     sampler: SamplerSection = SamplerSection()
-    loss: LossSection = LossSection()
+    losses: tuple[LossTerm, ...] = Field(DEFAULT_LOSSES, min_length=1)
     optimizer: OptimizerSection = OptimizerSection()
     run: RunSection = RunSection()
     eval: EvalSection = EvalSection()
+
+    @field_validator("losses")
+    @classmethod
+    def _loss_names_unique(cls, losses: tuple[LossTerm, ...]) -> tuple[LossTerm, ...]:
+        names = [term.name for term in losses]
+        if repeated := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"loss {repeated[0]!r} is listed twice")
+        return losses
 
     @model_validator(mode="after")
     def _milestones_ascend(self) -> TrainConfig:
@@ -130,27 +180,33 @@ class ConfigError(ValueError):
     """A config file that cannot be read or does not fit the schema."""
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
-    """Read and validate a YAML config; ``overrides`` (nested dicts) are merged on top."""
+def read_yaml_mapping(path: str | Path, what: str = "config") -> dict:
+    """A YAML file whose top level is a mapping; ``ConfigError`` naming the file otherwise."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read config {path}: {error}") from error
+        raise ConfigError(f"cannot read {what} {path}: {error}") from error
     if not isinstance(raw, dict):
-        raise ConfigError(f"config {path} must be a mapping at the top level")
-    merged = _merge(raw, overrides or {})
+        raise ConfigError(f"{what} {path} must be a mapping at the top level")
+    return raw
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """Read and validate a YAML config; ``overrides`` (nested dicts) are merged on top."""
+    merged = merge_overrides(read_yaml_mapping(path), overrides or {})
     try:
         return TrainConfig.model_validate(merged)
     except ValueError as error:
         raise ConfigError(f"invalid config {path}:\n{error}") from error
 
 
-def _merge(base: dict, overrides: dict) -> dict:
+def merge_overrides(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` merged in: nested mappings merge, anything else replaces."""
     merged = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_overrides(merged[key], value)
         else:
             merged[key] = value
     return merged

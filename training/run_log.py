@@ -1,7 +1,9 @@
 """A run's records: CSV files (always), TensorBoard (when installed), PNG curves.
 
-train.csv: iteration, loss, triplet, ce, active, lr, frames_per_s, elapsed_s
-val.csv:   iteration, NM, BG, CL (rank-1 %, the protocol's headline figures)
+train.csv: iteration, loss, each loss term and its stats (e.g. triplet, triplet_active,
+           cross_entropy), lr, frames_per_s, elapsed_s (seconds spent in training steps)
+val.csv:   iteration, NM, BG, CL (rank-1 %, the protocol's headline figures), max_frames (the
+           frame cap of that validation; empty: every frame, as the protocol asks)
 curves.png: loss and NM/BG/CL rank-1 against iterations
 """
 
@@ -10,8 +12,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-TRAIN_FIELDS = ("iteration", "loss", "triplet", "ce", "active", "lr", "frames_per_s", "elapsed_s")
-VAL_FIELDS = ("iteration", "NM", "BG", "CL")
+VAL_FIELDS = ("iteration", "NM", "BG", "CL", "max_frames")
+
+
+def train_fields(loss_fields: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    return ("iteration", "loss", *loss_fields, "lr", "frames_per_s", "elapsed_s")
 
 
 def _keep_rows_up_to(path: Path, fields: tuple[str, ...], iteration: int) -> None:
@@ -21,18 +26,28 @@ def _keep_rows_up_to(path: Path, fields: tuple[str, ...], iteration: int) -> Non
     with open(path, newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if int(row["iteration"]) <= iteration]
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fields)
+        writer = csv.DictWriter(handle, fields, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
 
 class RunLog:
-    def __init__(self, out_dir: Path, start_iteration: int = 0):
+    """A run's CSV records; ``loss_terms`` are the loss names drawn beside the total."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        start_iteration: int = 0,
+        loss_fields: tuple[str, ...] = (),
+        loss_terms: tuple[str, ...] = (),
+    ):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.train_csv = self.out_dir / "train.csv"
         self.val_csv = self.out_dir / "val.csv"
-        for path, fields in ((self.train_csv, TRAIN_FIELDS), (self.val_csv, VAL_FIELDS)):
+        self.train_fields = train_fields(loss_fields)
+        self.loss_terms = tuple(loss_terms)
+        for path, fields in ((self.train_csv, self.train_fields), (self.val_csv, VAL_FIELDS)):
             _keep_rows_up_to(path, fields, start_iteration)
             if not path.exists():
                 with open(path, "w", newline="") as handle:
@@ -48,49 +63,59 @@ class RunLog:
 
     def _append(self, path: Path, fields: tuple[str, ...], row: dict) -> None:
         with open(path, "a", newline="") as handle:
-            csv.DictWriter(handle, fields).writerow({k: row[k] for k in fields})
+            csv.DictWriter(handle, fields).writerow({k: row.get(k, "") for k in fields})
 
     def train(self, row: dict) -> None:
-        self._append(self.train_csv, TRAIN_FIELDS, row)
+        self._append(self.train_csv, self.train_fields, row)
         if self.tensorboard:
-            for key in ("loss", "triplet", "ce", "active", "lr", "frames_per_s"):
+            for key in self.train_fields[1:-1]:
                 self.tensorboard.add_scalar(f"train/{key}", row[key], row["iteration"])
 
-    def validation(self, iteration: int, headline: dict[str, float]) -> None:
-        self._append(self.val_csv, VAL_FIELDS, {"iteration": iteration, **headline})
+    def validation(
+        self, iteration: int, headline: dict[str, float], max_frames: int | None = None
+    ) -> None:
+        row = {"iteration": iteration, **headline, "max_frames": max_frames or ""}
+        self._append(self.val_csv, VAL_FIELDS, row)
         if self.tensorboard:
             for key, value in headline.items():
                 self.tensorboard.add_scalar(f"val/rank1_{key}", value, iteration)
         self.plot()
 
     def plot(self) -> Path:
-        return plot_curves(self.train_csv, self.val_csv, self.out_dir / "curves.png")
+        return plot_curves(
+            self.train_csv, self.val_csv, self.out_dir / "curves.png", self.loss_terms
+        )
 
     def close(self) -> None:
         if self.tensorboard:
             self.tensorboard.close()
 
 
-def _read(path: Path) -> list[dict[str, float]]:
+def read_records(path: Path) -> list[dict[str, float]]:
+    """A run's CSV as rows of floats (empty cells left out); ``[]`` when there is no file."""
     if not path.exists():
         return []
     with open(path, newline="") as handle:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
 
 
-def plot_curves(train_csv: Path, val_csv: Path, out: Path) -> Path:
-    """Loss (raw and smoothed) and validation NM/BG/CL rank-1 against iterations, one PNG."""
+def plot_curves(
+    train_csv: Path, val_csv: Path, out: Path, loss_terms: tuple[str, ...] = ()
+) -> Path:
+    """Loss and its terms (raw and smoothed) and validation NM/BG/CL rank-1 against iterations,
+    one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    train, val = _read(train_csv), _read(val_csv)
+    train, val = read_records(train_csv), read_records(val_csv)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     if train:
         its = np.array([r["iteration"] for r in train])
-        for key, colour in (("loss", "C0"), ("triplet", "C1"), ("ce", "C2")):
+        for index, key in enumerate(("loss", *loss_terms)):
+            colour = f"C{index}"
             values = np.array([r[key] for r in train])
             left.plot(its, values, color=colour, alpha=0.25, linewidth=0.8)
             window = max(1, len(values) // 25)

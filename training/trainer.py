@@ -9,6 +9,7 @@ Run it with ``gaitlab train --config configs/….yaml [--resume]``, or on severa
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from training.data.sampling import PKSampler, frame_windows
 from training.data.subjects import parse_subjects
 from training.embedding import embed_cache
 from training.evaluation.protocol import evaluate
-from training.losses import batch_all_triplet_loss, part_cross_entropy
+from training.losses import WeightedLosses
 from training.run_log import RunLog
 from training.runtime import Runtime, setup_runtime, teardown_runtime
 
@@ -38,26 +39,43 @@ def _generator(seed: int, iteration: int, rank: int) -> torch.Generator:
 
 
 def validate(
-    model: torch.nn.Module, cache: SilhouetteCache, config: TrainConfig, device: torch.device
+    model: torch.nn.Module,
+    cache: SilhouetteCache,
+    config: TrainConfig,
+    device: torch.device,
+    max_frames: int | None = None,
 ) -> dict[str, float]:
-    """The standard protocol on the validation subjects: headline rank-1 per probe set."""
-    feats = embed_cache(
-        model, cache, device, config.eval.batch_size, config.run.val_max_frames, progress=False
-    )
+    """The standard protocol on the validation subjects: headline rank-1 per probe set
+    (``max_frames`` caps each sequence, for quick intermediate points)."""
+    feats = embed_cache(model, cache, device, config.eval.batch_size, max_frames, progress=False)
     result = evaluate(feats, cache.subjects, cache.conditions, cache.views, config.eval.metric)
     return {name: float(value) for name, value in result.mean.items()}
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train as ``config`` says; returns the path of the last checkpoint."""
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> Path:
+    """Train as ``config`` says; returns the path of the last checkpoint.
+
+    ``on_step(iteration)`` is called after every training step (progress of a campaign).
+    """
     runtime = setup_runtime(config.run)
     try:
-        return _train(config, runtime, resume, progress)
+        return _train(config, runtime, resume, progress, on_step)
     finally:
         teardown_runtime(runtime)
 
 
-def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) -> Path:
+def _train(
+    config: TrainConfig,
+    runtime: Runtime,
+    resume: bool,
+    progress: bool,
+    on_step: Callable[[int], None] | None,
+) -> Path:
     run, data = config.run, config.data
     out_dir = Path(run.out_dir)
     checkpoint_path = out_dir / LATEST
@@ -99,6 +117,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
         optimizer, list(config.optimizer.milestones), config.optimizer.gamma
     )
     scaler = runtime.grad_scaler()
+    criterion = WeightedLosses(config.losses)
 
     # --- resume
     iteration, elapsed = 0, 0.0
@@ -119,7 +138,10 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
     if runtime.distributed:
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         trained = DistributedDataParallel(model, device_ids=device_ids)
-    log = RunLog(out_dir, start_iteration=iteration) if runtime.is_main else None
+    log = None
+    if runtime.is_main:
+        terms = tuple(term.name for term in config.losses)
+        log = RunLog(out_dir, iteration, tuple(criterion.log_fields()), terms)
 
     def checkpoint() -> None:
         save_checkpoint(
@@ -157,11 +179,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
 
         with runtime.autocast():
             outputs = trained(sils)
-        triplet, active = batch_all_triplet_loss(
-            outputs["embeddings"], targets, config.loss.triplet_margin
-        )
-        ce = part_cross_entropy(outputs["logits"], targets, config.loss.label_smoothing)
-        loss = config.loss.triplet_weight * triplet + config.loss.ce_weight * ce
+        loss, terms_logged = criterion(outputs, targets)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}")
 
@@ -183,9 +201,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
                 {
                     "iteration": iteration,
                     "loss": value,
-                    "triplet": triplet.item(),
-                    "ce": ce.item(),
-                    "active": active.item(),
+                    **{name: term.item() for name, term in terms_logged.items()},
                     "lr": scheduler.get_last_lr()[0],
                     "frames_per_s": sils.shape[0] * sils.shape[1] * runtime.world / step_seconds,
                     "elapsed_s": elapsed,
@@ -198,15 +214,20 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
         if due_checkpoint and runtime.is_main:
             checkpoint()
         if due_validation and log and val_cache is not None:
-            headline = validate(model, val_cache, config, runtime.device)
-            log.validation(iteration, headline)
+            # intermediate points may cap frames; the final one uses every frame (the protocol)
+            max_frames = None if finished else run.val_max_frames
+            headline = validate(model, val_cache, config, runtime.device, max_frames)
+            log.validation(iteration, headline, max_frames)
             bar.write(
                 f"iteration {iteration}: "
                 + " ".join(f"{k} {v:.1f}" for k, v in headline.items())
-                + f"  ({elapsed / 60:.1f} min training)"
+                + f"  ({elapsed / 60:.1f} min training"
+                + (f", first {max_frames} frames)" if max_frames else ", all frames)")
             )
         if due_checkpoint or due_validation:
             runtime.barrier()
+        if on_step:
+            on_step(iteration)
     bar.close()
     if log:
         log.plot()

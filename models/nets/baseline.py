@@ -1,4 +1,4 @@
-"""The baseline (as OpenGait's GaitBase): ResNet9 per frame, temporal max, 16-part head.
+"""The baseline (as OpenGait's GaitBase): ResNet9 per frame, temporal max, part head.
 
 In  sils: [n, s, 64, 44]   Out embed: [n, embedding_dim, parts]
 """
@@ -19,9 +19,9 @@ class BaselineConfig(GaitNetConfig):
     """The baseline has only the shared fields."""
 
 
-@register("baseline", BaselineConfig)
+@register("baseline")
 class Baseline(GaitNet):
-    name = "baseline"
+    config_class = BaselineConfig
 
     def aggregate(self, frames: torch.Tensor) -> torch.Tensor:
         return temporal_max(frames)  # [n, c, h', w']

@@ -4,7 +4,8 @@ ResNet9 per frame, then two temporal branches over the per-frame maps:
   (a) an LSTM over time at every spatial location (weights shared across locations), last step;
       or, with ``temporal="convlstm"``, a true ConvLSTM with k×k convolutional gates;
   (b) the temporal max;
-concatenated and fused by a 1×1 conv, then the 16-part head.
+concatenated and fused by a 1×1 conv, then the part head. With ``branches="lstm"`` only (a) is
+kept (no temporal max, no fusion conv): the ablation arm between this net and the baseline.
 
 In  sils: [n, s, 64, 44]   Out embed: [n, embedding_dim, parts]
 """
@@ -27,11 +28,12 @@ class ConvLSTMFusionConfig(GaitNetConfig):
     temporal: Literal["lstm", "convlstm"] = "lstm"
     hidden: int | None = None  # recurrent channels; default: the backbone's output channels
     kernel_size: int = 3  # ConvLSTM gate kernel (temporal="convlstm" only)
+    branches: Literal["fused", "lstm"] = "fused"  # "lstm": the recurrent branch alone
 
 
-@register("convlstm_fusion", ConvLSTMFusionConfig)
+@register("convlstm_fusion")
 class ConvLSTMFusion(GaitNet):
-    name = "convlstm_fusion"
+    config_class = ConvLSTMFusionConfig
 
     def __init__(self, config: ConvLSTMFusionConfig):
         super().__init__(config)
@@ -39,17 +41,25 @@ class ConvLSTMFusion(GaitNet):
         hidden = config.hidden or channels
         if config.temporal == "lstm":
             self.recurrent: nn.Module = LocationLSTM(channels, hidden)
-        elif config.temporal == "convlstm":
-            self.recurrent = ConvLSTM(channels, hidden, config.kernel_size)
         else:
-            raise ValueError(f"temporal must be 'lstm' or 'convlstm', got {config.temporal!r}")
-        self.fusion = nn.Sequential(
-            nn.Conv2d(hidden + channels, channels, 1, bias=False),
-            nn.BatchNorm2d(channels),
-            nn.ReLU(inplace=True),
-        )
+            self.recurrent = ConvLSTM(channels, hidden, config.kernel_size)
+        self.fusion: nn.Module | None = None
+        if config.branches == "fused":
+            self.fusion = nn.Sequential(
+                nn.Conv2d(hidden + channels, channels, 1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+            )
+
+    @property
+    def head_channels(self) -> int:
+        if self.config.branches == "lstm":
+            return self.config.hidden or self.config.channels[-1]
+        return self.config.channels[-1]
 
     def aggregate(self, frames: torch.Tensor) -> torch.Tensor:
         recurrent = self.recurrent(frames)  # [n, hidden, h', w']
+        if self.fusion is None:
+            return recurrent
         pooled = temporal_max(frames)  # [n, c, h', w']
         return self.fusion(torch.cat([recurrent, pooled], dim=1))  # [n, c, h', w']
