@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from models.card import (
     card_path,
 )
 from models.engine import EmbeddingEngine
+from models.registry import complete_options
 from training.calibration import calibrate
 from training.checkpoint import load_checkpoint, model_from_state
 from training.data.cache import SilhouetteCache
@@ -125,7 +127,9 @@ def _torch_export(wrapper: OnnxEmbedder, path: Path) -> None:
 
 
 def content_version(net: str, model_bytes: bytes) -> str:
-    return f"{net}-{hashlib.sha256(model_bytes).hexdigest()[:12]}"
+    """``<net>-<12 hex of the model's hash>``; a user's ``pkg.mod:Net`` reads ``pkg.mod.Net``."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", ".", net).strip(".")
+    return f"{readable}-{hashlib.sha256(model_bytes).hexdigest()[:12]}"
 
 
 def _write_with_card(onnx_path: Path, out: Path, card: ModelCard) -> None:
@@ -180,17 +184,40 @@ def validate_and_calibrate(
 
 CALIBRATION_CLIPS = 64
 CALIBRATION_FRAMES = 30
-# Config sections that make two checkpoints "the same recipe" (all but data subjects and paths).
-RECIPE_KEYS = ("model", "sampler", "loss", "optimizer")
+# What makes two checkpoints "the same recipe": the net and every option (defaults included)
+# but the class count, and these config fields (all but data subjects and paths).
+RECIPE_KEYS = ("sampler", "losses", "optimizer")
 RECIPE_DATA_KEYS = ("frames", "ordered", "min_frames", "augment")
 RECIPE_RUN_KEYS = ("iterations", "precision", "seed")
 
 
+def _with_losses(config: dict) -> dict:
+    """A stored config with its loss as today's ``losses`` list (configs stored before the losses
+    became a list had a fixed ``loss`` section of triplet + cross-entropy)."""
+    if "losses" in config or "loss" not in config:
+        return config
+    old = config["loss"]
+    losses = [
+        {"name": "triplet", "weight": old["triplet_weight"], "output": None},
+        {"name": "cross_entropy", "weight": old["ce_weight"], "output": None},
+    ]
+    losses[0]["margin"] = old["triplet_margin"]
+    losses[1]["label_smoothing"] = old["label_smoothing"]
+    return {**config, "losses": losses}
+
+
 def _same_recipe(a: dict, b: dict) -> list[str]:
-    """Config fields in which two checkpoints' recipes differ (empty when the same)."""
-    differ = [key for key in RECIPE_KEYS if a[key] != b[key]]
-    differ += [f"data.{k}" for k in RECIPE_DATA_KEYS if a["data"][k] != b["data"][k]]
-    differ += [f"run.{k}" for k in RECIPE_RUN_KEYS if a["run"][k] != b["run"][k]]
+    """Where two checkpoints' recipes differ (empty when the same)."""
+
+    def net(state: dict) -> tuple:  # options completed with today's defaults
+        options = {k: v for k, v in state["model_options"].items() if k != "num_classes"}
+        return state["model_name"], complete_options(state["model_name"], options)
+
+    differ = ["model"] if net(a) != net(b) else []
+    ca, cb = _with_losses(a["config"]), _with_losses(b["config"])
+    differ += [key for key in RECIPE_KEYS if ca.get(key) != cb.get(key)]
+    differ += [f"data.{k}" for k in RECIPE_DATA_KEYS if ca["data"][k] != cb["data"][k]]
+    differ += [f"run.{k}" for k in RECIPE_RUN_KEYS if ca["run"][k] != cb["run"][k]]
     return differ
 
 
@@ -209,6 +236,7 @@ class _Exported:
     state: dict
     fp32: Path
     parity: ParityReport
+    embedding_dims: tuple[int, int]  # (d, p) of the net's embeddings
     int8: Path | None = None
 
     def engine(self, variant: str) -> EmbeddingEngine:
@@ -231,7 +259,9 @@ def _export_bare(
             f"{parity.max_abs_diff:.2e} (allowed {parity.tolerance:.0e}), min cosine "
             f"{parity.min_cosine:.6f} (required {parity.min_cosine_required}); nothing written"
         )
-    exported = _Exported(state, fp32, parity)
+    with torch.no_grad():
+        dims = tuple(wrapper(torch.zeros(1, 4, 64, 44, dtype=torch.uint8)).shape[1:])
+    exported = _Exported(state, fp32, parity, dims)
     if int8_clips is not None:
         exported.int8 = quantize_int8(fp32, scratch / "int8.onnx", int8_clips, "silhouettes")
     return exported
@@ -284,6 +314,8 @@ def export_checkpoint(
         recipe = sibling_cards["fp32"].training.recipe
         validator = {
             "config": recipe,
+            "model_name": sibling_cards["fp32"].net,
+            "model_options": sibling_cards["fp32"].net_options,
             "subject_ids": parse_subjects(sibling_cards["fp32"].training.subjects),
         }
         subjects = subjects or sibling_cards["fp32"].validation.subjects
@@ -302,7 +334,7 @@ def export_checkpoint(
             f"trained on (e.g. {sorted(overlap)[0]}): its figures and thresholds would flatter "
             "it; hold subjects out, or pass --validation-from with a model that did"
         )
-    if validation_from and (differ := _same_recipe(config, validator["config"])):
+    if validation_from and (differ := _same_recipe(state, validator)):
         raise ExportError(
             f"{validation_from} was not trained with the same recipe ({', '.join(differ)} "
             "differ): its figures would not describe this model"
@@ -348,9 +380,7 @@ def export_checkpoint(
                 variant=variant,
                 net=state["model_name"],
                 net_options=options,
-                embedding=EmbeddingContract(
-                    shape=["batch", options["embedding_dim"], options["parts"]]
-                ),
+                embedding=EmbeddingContract(shape=["batch", *main.embedding_dims]),
                 training=TrainingRecord(
                     subjects=config["data"]["train_subjects"],
                     config_name=config["name"],

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.registry import build_config, create_model, net_names
+from models.registry import build_config, create_model, net_names, resolve_net
 
 TINY = {"channels": (8, 8, 16, 16), "embedding_dim": 12, "num_classes": 5}
 VARIANTS = [(name, {}) for name in net_names()] + [
     ("convlstm_fusion", {"temporal": "convlstm", "kernel_size": 3}),
     ("convlstm_fusion", {"hidden": 6}),
+    ("convlstm_fusion", {"branches": "lstm"}),
+    ("convlstm_fusion", {"branches": "lstm", "hidden": 6}),
     ("baseline", {"stem_stride": 2, "parts": 8}),
 ]
 
@@ -57,19 +59,44 @@ def test_embed_equals_forward_embeddings_and_is_batch_independent(net):
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
 
 
-def test_frame_order_matters_only_with_the_recurrent_branch():
+@pytest.mark.parametrize(
+    ("name", "extra", "order_free"),
+    [
+        ("baseline", {}, True),
+        ("convlstm_fusion", {}, False),
+        ("convlstm_fusion", {"branches": "lstm"}, False),
+    ],
+)
+def test_frame_order_matters_only_with_the_recurrent_branch(name, extra, order_free):
     torch.manual_seed(0)
     sils = torch.rand(2, 6, 64, 44)
-    reversed_sils = sils.flip(1)
-    for name in ("baseline", "convlstm_fusion"):
-        net = create_model(name, **TINY).eval()
-        with torch.no_grad():
-            same = torch.allclose(net.embed(sils), net.embed(reversed_sils), atol=1e-5)
-        assert same == (name == "baseline")
+    net = create_model(name, **TINY, **extra).eval()
+    with torch.no_grad():
+        same = torch.allclose(net.embed(sils), net.embed(sils.flip(1)), atol=1e-5)
+    assert same == order_free
 
 
-def test_unknown_net_and_option_are_rejected():
-    with pytest.raises(ValueError, match="unknown net"):
+def test_lstm_only_arm_has_no_max_branch_and_no_fusion_conv():
+    fused = create_model("convlstm_fusion", **TINY)
+    alone = create_model("convlstm_fusion", **TINY, branches="lstm", hidden=6)
+    assert alone.fusion is None
+    assert not any(name.startswith("fusion") for name, _ in alone.named_parameters())
+    assert any(name.startswith("fusion") for name, _ in fused.named_parameters())
+    # the head reads the recurrent branch's 6 channels directly
+    assert alone.embedding.weight.shape == (alone.config.parts, 6, 12)
+
+
+def test_unknown_net_and_options_are_rejected_with_names():
+    with pytest.raises(ValueError, match="unknown net 'gaitset'"):
         create_model("gaitset")
-    with pytest.raises(ValueError, match="unknown option"):
+    # an option of another net is an error that names the net it was given to
+    with pytest.raises(ValueError, match=r"net 'baseline' has no option 'temporal'"):
         build_config("baseline", temporal="lstm")
+    with pytest.raises(ValueError, match=r"net 'convlstm_fusion': bad option value: branches"):
+        build_config("convlstm_fusion", branches="max")
+
+
+def test_every_built_in_net_is_its_own_file():
+    assert net_names() == ["baseline", "convlstm_fusion"]
+    for name in net_names():
+        assert resolve_net(name).__module__ == f"models.nets.{name}"

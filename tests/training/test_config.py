@@ -36,6 +36,15 @@ def test_there_are_cpu_and_cuda_presets_for_each_net():
         ("run: {precision: fp8}", "precision"),
         ("- just\n- a list", "mapping"),
         ("model: {name: [unclosed", "cannot read"),
+        ("model: {name: baseline, temporal: lstm}", "net 'baseline' has no option 'temporal'"),
+        ("model: {name: convlstm_fusion, branches: max}", "branches"),
+        ("model: {num_classes: 10}", "set from the data"),
+        ("model: {name: 'no_module_here:Net'}", "cannot import"),
+        ("losses: [{name: triplet, margn: 0.3}]", "loss 'triplet' has no option 'margn'"),
+        ("losses: [{name: arcface}]", "unknown loss 'arcface'"),
+        ("losses: [{name: triplet}, {name: triplet}]", "listed twice"),
+        ("losses: []", "at least 1"),
+        ("losses: [{name: triplet, weight: -1}]", "weight"),
     ],
 )
 def test_bad_configs_name_the_problem(tmp_path, text, complaint):
@@ -51,3 +60,20 @@ def test_overrides_merge_into_sections(tmp_path):
     config = load_config(path, {"run": {"iterations": 20}})
     assert (config.run.iterations, config.run.seed) == (20, 3)
     assert TrainConfig().model.name == "convlstm_fusion"
+
+
+def test_losses_and_their_weights_come_from_the_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("losses: [{name: triplet, weight: 2.0, margin: 0.3}]")
+    (term,) = load_config(path).losses
+    assert (term.name, term.weight, term.options) == ("triplet", 2.0, {"margin": 0.3})
+    defaults = TrainConfig().losses
+    assert [t.name for t in defaults] == ["triplet", "cross_entropy"]
+
+
+def test_net_options_are_complete_and_carry_the_class_count():
+    options = TrainConfig.model_validate({"model": {"name": "baseline", "parts": 8}})
+    full = options.model.net_options(num_classes=50)
+    assert full["parts"] == 8
+    assert full["num_classes"] == 50
+    assert full["channels"] == [64, 128, 256, 512]  # the net's default, filled in

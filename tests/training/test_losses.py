@@ -1,4 +1,5 @@
-"""training.losses: the vectorised batch-all triplet loss equals a plain loop over triples."""
+"""training.losses: the vectorised batch-all triplet loss equals a plain loop over triples; the
+config's loss terms are weighted, read named outputs, and may come from the user's module."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import itertools
 import pytest
 import torch
 
-from training.losses import batch_all_triplet_loss, part_cross_entropy, part_distances
+from training.config import TrainConfig
+from training.losses import (
+    WeightedLosses,
+    batch_all_triplet_loss,
+    part_cross_entropy,
+    part_distances,
+)
 
 
 def looped_triplet(embeddings, labels, margin):
@@ -71,3 +78,51 @@ def test_part_cross_entropy_is_the_mean_over_parts():
         / 2
     )
     torch.testing.assert_close(part_cross_entropy(logits, labels, 0.1), expected)
+
+
+def _terms(*terms: dict):
+    return TrainConfig.model_validate({"losses": list(terms)}).losses
+
+
+def test_weighted_losses_sum_the_terms_with_their_weights():
+    torch.manual_seed(0)
+    outputs = {"embeddings": torch.randn(8, 4, 3), "logits": torch.randn(8, 5, 3)}
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    triplet, active = batch_all_triplet_loss(outputs["embeddings"], labels, 0.3)
+    ce = part_cross_entropy(outputs["logits"], labels, 0.0)
+    criterion = WeightedLosses(
+        _terms(
+            {"name": "triplet", "weight": 2.0, "margin": 0.3},
+            {"name": "cross_entropy", "weight": 0.5, "label_smoothing": 0.0},
+        )
+    )
+    total, logged = criterion(outputs, labels)
+    assert total.item() == pytest.approx(2.0 * triplet.item() + 0.5 * ce.item(), rel=1e-6)
+    assert list(logged) == criterion.log_fields() == ["triplet", "triplet_active", "cross_entropy"]
+    assert logged["triplet_active"].item() == pytest.approx(active.item())
+
+
+def test_a_loss_reading_an_output_the_net_lacks_is_named():
+    criterion = WeightedLosses(_terms({"name": "cross_entropy"}))
+    with pytest.raises(ValueError, match="loss 'cross_entropy' reads the net output 'logits'"):
+        criterion({"embeddings": torch.zeros(4, 2, 1)}, torch.tensor([0, 0, 1, 1]))
+
+
+def test_a_users_loss_by_import_path_reading_a_named_output(tmp_path, monkeypatch):
+    (tmp_path / "user_losses_x.py").write_text(
+        "from dataclasses import dataclass\n\n\n"
+        "@dataclass\nclass Options:\n    power: float = 2.0\n\n\n"
+        "class NormLoss:\n"
+        "    output = 'embeddings'\n"
+        "    options_class = Options\n\n"
+        "    def __init__(self, options):\n        self.power = options.power\n\n"
+        "    def __call__(self, x, labels):\n        return x.abs().pow(self.power).mean(), {}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    criterion = WeightedLosses(
+        _terms({"name": "user_losses_x:NormLoss", "power": 1.0, "output": "features"})
+    )
+    total, _ = criterion({"features": torch.full((2, 3), -2.0)}, torch.tensor([0, 1]))
+    assert total.item() == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="has no option 'p'"):
+        _terms({"name": "user_losses_x:NormLoss", "p": 1.0})

@@ -62,6 +62,17 @@ def iterations_done(run_dir: Path) -> int:
     return int(rows[-1]["iteration"]) if rows else 0
 
 
+def iterations_kept(run_dir: Path, iterations: int) -> int:
+    """Iterations a run will not train again: all of a finished run, else its checkpoint's."""
+    from training.checkpoint import load_checkpoint
+    from training.trainer import LATEST
+
+    if is_finished(run_dir):
+        return iterations
+    checkpoint = Path(run_dir) / LATEST
+    return load_checkpoint(checkpoint)["iteration"] if checkpoint.exists() else 0
+
+
 def training_seconds(run_dir: Path) -> float:
     """Seconds a run has spent in training steps, over every sitting."""
     rows = read_records(Path(run_dir) / "train.csv")
@@ -122,10 +133,7 @@ def run_experiment(
     _record_experiment(experiment, out_dir)
 
     total = sum(c.run.iterations for c in configs.values())
-    done = sum(
-        c.run.iterations if is_finished(c.run.out_dir) else iterations_done(c.run.out_dir)
-        for c in configs.values()
-    )
+    done = sum(iterations_kept(c.run.out_dir, c.run.iterations) for c in configs.values())
     campaign = tqdm(
         total=total, initial=done, desc="campaign", unit="it", position=0, disable=not progress
     )
