@@ -5,81 +5,121 @@ Formats, told apart by their first bytes (never by the file name):
 - ``.npy`` / ``.npz`` arrays ``(frames, H, W)`` of uint8 or bool, loaded with
   ``allow_pickle=False`` (nothing a client sends is ever unpickled);
 - multi-frame GIF or TIFF, or a single image (a one-frame clip);
-- a video of masks, decoded by OpenCV (FFmpeg).
+- a video of masks (AVI, MP4/MOV, Matroska/WebM, MPEG, Ogg, FLV), decoded by OpenCV (FFmpeg)
+  in a child process with a memory cap (``service.video``).
 
-Every path checks sizes before it decodes: declared archive sizes and compression ratios, image
-dimensions from headers, array shapes from ``.npy`` headers, frame counts as frames arrive. The
-errors below carry what went wrong; the API layer turns them into 4xx answers.
+One budget per upload (``FrameBudget``: frames, pixels per frame, pixels in all) is charged by
+every container before each frame is decoded: declared archive sizes and compression ratios,
+image dimensions from headers, array shapes from ``.npy`` headers, video dimensions from the
+container. The errors below carry their HTTP status and code (``service.errors``).
 """
 
 from __future__ import annotations
 
 import io
-import tempfile
+import itertools
 import zipfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from service.errors import ServiceError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+FRAME_FORMATS = ("PNG", "JPEG", "BMP")  # what a zip member may be (sniffed, not by its name)
 
 
 @dataclass(frozen=True)
 class ClipLimits:
+    """What one upload may cost. Every container (zip, GIF, TIFF, video, array) charges the same
+    budget, from headers, before each frame is decoded."""
+
     max_bytes: int = 64 * 1024 * 1024  # the upload itself
     max_frames: int = 1000
     max_frame_pixels: int = 2048 * 2048
-    max_total_pixels: int = 300 * 1024 * 1024  # all frames together, decoded
+    max_total_pixels: int = 128 * 1024 * 1024  # all frames together, decoded (1 byte each)
     max_compression_ratio: int = 200  # per archive member; silhouettes compress well, bombs more
 
 
-class ClipError(ValueError):
-    """An upload that cannot be turned into a clip; ``reason`` is a short machine-readable tag."""
+class ClipError(ServiceError, ValueError):
+    """An upload that cannot be turned into a clip."""
 
-    reason = "invalid_clip"
+    status, code = 422, "invalid_clip"
 
 
 class UnsupportedFormatError(ClipError):
-    reason = "unsupported_format"
+    status, code = 415, "unsupported_format"
 
 
 class ClipTooLargeError(ClipError):
-    reason = "clip_too_large"
+    status, code = 413, "clip_too_large"
 
 
 class CorruptClipError(ClipError):
-    reason = "corrupt_clip"
+    code = "corrupt_clip"
 
 
 class UnsafeArchiveError(ClipError):
-    reason = "unsafe_archive"
+    code = "unsafe_archive"
 
 
-def _check_frames(count: int, height: int, width: int, limits: ClipLimits) -> None:
-    if count > limits.max_frames:
-        raise ClipTooLargeError(f"{count} frames; at most {limits.max_frames} are accepted")
-    if height * width > limits.max_frame_pixels:
-        raise ClipTooLargeError(
-            f"frames of {height}×{width} pixels; at most {limits.max_frame_pixels} per frame"
-        )
-    if count * height * width > limits.max_total_pixels:
-        raise ClipTooLargeError(f"{count} frames of {height}×{width} pixels is too much to decode")
+class FrameBudget:
+    """The frames and decoded pixels one upload may still cost; ``charge`` before decoding."""
+
+    def __init__(self, limits: ClipLimits):
+        self.limits = limits
+        self.frames = 0
+        self.pixels = 0
+
+    def charge(self, height: int, width: int, count: int = 1) -> None:
+        limits = self.limits
+        if height < 1 or width < 1 or count < 1:
+            raise CorruptClipError(f"{count} frames of {height}×{width} pixels hold nothing")
+        if height * width > limits.max_frame_pixels:
+            raise ClipTooLargeError(
+                f"frames of {height}×{width} pixels; at most {limits.max_frame_pixels} per frame"
+            )
+        self.frames += count
+        self.pixels += count * height * width
+        if self.frames > limits.max_frames:
+            raise ClipTooLargeError(
+                f"more than {limits.max_frames} frames; at most {limits.max_frames} are accepted"
+            )
+        if self.pixels > limits.max_total_pixels:
+            raise ClipTooLargeError(
+                f"more than {limits.max_total_pixels} pixels to decode in all; that is the limit"
+            )
 
 
-def _image_frames(data: bytes, limits: ClipLimits) -> list[np.ndarray]:
-    """Every frame of an image file (GIF/TIFF may hold many), as 2-D uint8 arrays."""
+def _image_frames(data: bytes, budget: FrameBudget, one_frame: bool = False) -> list[np.ndarray]:
+    """Every frame of an image file (GIF/TIFF may hold many), as 2-D uint8 arrays.
+
+    Frames are visited in order and each is charged to ``budget`` from its header before it is
+    decoded, so a file of many pages costs at most the budget (its page count is never asked
+    for: that walks the whole file). ``one_frame``: a zip member, which must be one PNG, JPEG or
+    BMP frame whatever its name says.
+    """
     try:
         image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        count = getattr(image, "n_frames", 1)
-        _check_frames(count, height, width, limits)
+        if one_frame and (image.format not in FRAME_FORMATS or getattr(image, "n_frames", 1) > 1):
+            raise UnsupportedFormatError(
+                f"zip members must be single PNG, JPEG or BMP frames; found {image.format}"
+                + (" with several frames" if image.format in FRAME_FORMATS else "")
+            )
         frames = []
-        for index in range(count):
-            image.seek(index)
+        for index in itertools.count():
+            if index:
+                try:
+                    image.seek(index)
+                except EOFError:
+                    break
+            width, height = image.size
+            budget.charge(height, width)
             frames.append(np.asarray(image.convert("L"), dtype=np.uint8))
+            if one_frame:
+                break
         return frames
     except ClipError:
         raise
@@ -112,7 +152,7 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:
     return data
 
 
-def _npy_array(data: bytes, limits: ClipLimits) -> np.ndarray:
+def _npy_array(data: bytes, budget: FrameBudget) -> np.ndarray:
     stream = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(stream)
@@ -128,7 +168,7 @@ def _npy_array(data: bytes, limits: ClipLimits) -> np.ndarray:
         raise UnsupportedFormatError(f"arrays must be uint8 or bool; got {dtype}")
     if len(shape) != 3:
         raise UnsupportedFormatError(f"arrays must be (frames, H, W); got shape {shape}")
-    _check_frames(*shape, limits)
+    budget.charge(shape[1], shape[2], shape[0])
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as error:
@@ -136,7 +176,8 @@ def _npy_array(data: bytes, limits: ClipLimits) -> np.ndarray:
     return array.astype(np.uint8) * 255 if array.dtype == np.bool_ else array
 
 
-def _from_zip(data: bytes, limits: ClipLimits) -> np.ndarray | list[np.ndarray]:
+def _from_zip(data: bytes, budget: FrameBudget) -> np.ndarray | list[np.ndarray]:
+    limits = budget.limits
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as error:
@@ -147,7 +188,7 @@ def _from_zip(data: bytes, limits: ClipLimits) -> np.ndarray | list[np.ndarray]:
         if arrays:  # an .npz
             if len(arrays) != 1 or len(members) != 1:
                 raise UnsupportedFormatError(".npz clips must hold exactly one array")
-            return _npy_array(_read_member(archive, arrays[0]), limits)
+            return _npy_array(_read_member(archive, arrays[0]), budget)
         images = sorted(
             (m for m in members if m.filename.lower().endswith(IMAGE_SUFFIXES)),
             key=lambda m: m.filename,
@@ -156,33 +197,11 @@ def _from_zip(data: bytes, limits: ClipLimits) -> np.ndarray | list[np.ndarray]:
             raise UnsupportedFormatError("the zip holds no PNG/JPEG/BMP frames")
         if len(images) > limits.max_frames:
             raise ClipTooLargeError(f"{len(images)} frames; at most {limits.max_frames}")
-        frames = []
-        for member in images:
-            decoded = _image_frames(_read_member(archive, member), limits)
-            frames.extend(decoded)
-        return frames
-
-
-def _from_video(data: bytes, limits: ClipLimits) -> list[np.ndarray]:
-    with tempfile.NamedTemporaryFile(suffix=".video") as handle:
-        handle.write(data)
-        handle.flush()
-        capture = cv2.VideoCapture(handle.name)
-        try:
-            frames = []
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                _check_frames(len(frames) + 1, frame.shape[0], frame.shape[1], limits)
-                frames.append(frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
-        finally:
-            capture.release()
-    if not frames:
-        raise UnsupportedFormatError(
-            "not a recognised clip: send a zip of frames, .npy/.npz, GIF/TIFF or a video"
-        )
-    return frames
+        return [
+            frame
+            for member in images
+            for frame in _image_frames(_read_member(archive, member), budget, one_frame=True)
+        ]
 
 
 DEFAULT_LIMITS = ClipLimits()
@@ -195,16 +214,24 @@ def decode_clip(data: bytes, limits: ClipLimits = DEFAULT_LIMITS) -> list[np.nda
         raise CorruptClipError("the upload is empty")
     if len(data) > limits.max_bytes:
         raise ClipTooLargeError(f"the upload is {len(data)} bytes; at most {limits.max_bytes}")
+    budget = FrameBudget(limits)
     if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
-        return _from_zip(data, limits)
+        return _from_zip(data, budget)
     if data.startswith(b"\x93NUMPY"):
-        return _npy_array(data, limits)
+        return _npy_array(data, budget)
     if (
         data[:6] in (b"GIF87a", b"GIF89a")
         or data[:4] in (b"II*\x00", b"MM\x00*")
         or data.startswith((b"\x89PNG", b"\xff\xd8\xff", b"BM"))
     ):
-        return _image_frames(data, limits)
+        return _image_frames(data, budget)
     if data.startswith((b"\x80", b"(dp", b"c__builtin__", b"cnumpy")):
         raise UnsupportedFormatError("pickles are never accepted; send .npy/.npz arrays")
-    return _from_video(data, limits)
+    from service.video import decode_video, is_video  # it imports this module
+
+    if is_video(data):
+        return decode_video(data, limits)
+    raise UnsupportedFormatError(
+        "not a recognised clip: send a zip of frames, .npy/.npz, GIF/TIFF or a video "
+        "(AVI, MP4/MOV, Matroska/WebM, MPEG, Ogg, FLV)"
+    )

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from models.default import default_model_path
 from models.engine import EmbeddingEngine
 from service.api.errors import install_error_handlers
-from service.api.limits import RequestLimits
+from service.api.gate import RequestGate
 from service.api.observe import install_observation
 from service.api.routes import admin, gallery, health, recognition
 from service.gallery.store import GalleryStore
@@ -32,6 +32,7 @@ from service.refresh import (
     read_active_model,
     record_active_model,
 )
+from service.self_test import SelfTest
 from service.settings import Settings
 
 log = logging.getLogger("gaitlab.service")
@@ -78,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.settings, app.state.metrics = settings, metrics
         app.state.recognizer, app.state.refresher = recognizer, refresher
+        app.state.self_test = self_test = SelfTest(recognizer, settings.self_test_interval_s)
+        self_test.start()
         log.info(
             "serving",
             extra={
@@ -92,20 +95,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            self_test.stop()
             refresher.stop()
             store.close()
 
     app = FastAPI(
         title="GaitLab", summary="Identify people by the way they walk.", lifespan=lifespan
     )
-    install_error_handlers(app)
-    for module in (recognition, gallery, admin, health):
-        app.include_router(module.router)
-    app.add_middleware(
-        RequestLimits,
-        max_request_bytes=settings.max_request_bytes,
-        max_concurrency=settings.max_concurrency,
-        on_refusal=metrics.error,
-    )
+    install_error_handlers(app, count=metrics.error)
+    routers = [module.router for module in (recognition, gallery, admin, health)]
+    for router in routers:
+        app.include_router(router)
+    routes = [route for router in routers for route in router.routes]
+    app.add_middleware(RequestGate, settings=settings, routes=routes, count=metrics.error)
     install_observation(app, metrics)  # outermost: sees every request, refused ones included
     return app

@@ -19,13 +19,17 @@ from models.engine import EmbeddingEngine
 from models.scoring import part_normalise
 from models.silhouette import normalise_clip
 from service.clips import ClipError, ClipLimits, decode_clip
+from service.errors import ServiceError
 from service.gallery.index import GalleryIndex, SubjectHit
 from service.gallery.store import (
     GalleryStore,
+    InvalidMetadataError,
     NewSample,
     Sample,
     SampleNotFoundError,
     SubjectNotFoundError,
+    check_text,
+    encode_metadata,
 )
 
 DECISION_FAR = 0.01
@@ -33,11 +37,13 @@ DECISION_FAR = 0.01
 
 
 class TooFewFramesError(ClipError):
-    reason = "too_few_frames"
+    code = "too_few_frames"
 
 
-class NoThresholdError(ValueError):
+class NoThresholdError(ServiceError, ValueError):
     """The model has no calibrated threshold and the request gave none."""
+
+    code = "no_threshold"
 
 
 @dataclass(frozen=True)
@@ -233,7 +239,7 @@ class Recognizer:
         limit = self.threshold(threshold, active)
         hit = active.index.score_subject(probe.vector, subject_id)
         if hit is None:
-            raise SubjectNotFoundError(subject_id)
+            raise SubjectNotFoundError.of(subject_id)
         return Verification(
             subject_id, hit.score, hit.score >= limit, limit, probe.frames, active.version
         )
@@ -258,8 +264,11 @@ class Recognizer:
         clips = []
         for position, item in enumerate(items):
             try:
+                check_text(item.condition, "condition")
+                check_text(item.view, "view")
+                encode_metadata(item.metadata)
                 clips.append(self._silhouettes(item.upload))
-            except ClipError as error:
+            except (ClipError, InvalidMetadataError) as error:
                 if len(items) == 1:
                     raise
                 raise type(error)(f"clip {position}: {error}") from error

@@ -23,6 +23,7 @@ from typing import Literal
 
 from models.card import card_path
 from models.engine import EmbeddingEngine, ModelContractError
+from service.errors import ServiceError
 from service.gallery.store import GalleryStore
 from service.recognition import Recognizer, embed_stored
 
@@ -32,22 +33,22 @@ ACTIVE_MODEL_KEY = "active_model"
 REQUESTED_MODEL_KEY = "requested_model"  # the version last named by ``gaitlab serve --model``
 
 
-class ModelRefreshError(ValueError):
-    """A refresh that cannot start; ``reason`` is a short machine-readable tag."""
+class ModelRefreshError(ServiceError, ValueError):
+    """A refresh that cannot start."""
 
-    reason = "invalid_model"
+    code = "invalid_model"
 
 
 class InvalidModelError(ModelRefreshError):
-    reason = "invalid_model"
+    code = "invalid_model"
 
 
 class RefreshInProgressError(ModelRefreshError):
-    reason = "refresh_in_progress"
+    status, code = 409, "refresh_in_progress"
 
 
 class AlreadyActiveError(ModelRefreshError):
-    reason = "already_active"
+    status, code = 409, "already_active"
 
 
 class RefreshCancelledError(RuntimeError):
@@ -72,8 +73,10 @@ def load_model(path: Path, device: str = "auto", threads: int | None = None) -> 
     """A model fit to serve, or ``InvalidModelError`` saying why not."""
     try:
         engine = EmbeddingEngine(path, device=device, threads=threads)
-    except (ModelContractError, FileNotFoundError) as error:
+    except ModelContractError as error:
         raise InvalidModelError(str(error)) from error
+    except OSError as error:  # missing, unreadable, a name too long for the file system
+        raise InvalidModelError(f"cannot read the model file: {error.strerror or error}") from error
     if engine.card is None:
         raise InvalidModelError(
             f"{path.name}: no model card (gaitlab export writes one): the service needs its "

@@ -25,16 +25,23 @@ class Settings(BaseModel):
     model: Path | None = None  # None: the shipped default model
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, gt=0)
-    max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0)
-    max_frames: int = Field(1000, gt=0)
+    # --- limits (README "Limits"): what one request may cost, enforced as it arrives
+    max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0)  # one clip
+    max_frames: int = Field(1000, gt=0)  # frames of one clip
+    max_frame_pixels: int = Field(2048 * 2048, gt=0)  # pixels of one decoded frame
+    max_clip_pixels: int = Field(128 * 1024 * 1024, gt=0)  # decoded pixels of one clip, in all
     min_frames: int = Field(5, gt=0)
     max_bulk_clips: int = Field(256, gt=0)
     max_request_bytes: int = Field(512 * 1024 * 1024, gt=0)  # a whole request (bulk, models)
     max_concurrency: int = Field(8, gt=0)  # embedding requests in flight; more get a 429
+    body_idle_timeout_s: float = Field(10.0, gt=0)  # longest pause while a body arrives
+    body_min_rate: int = Field(16 * 1024, ge=0)  # bytes/s a body must average after the grace
+    body_grace_s: float = Field(10.0, ge=0)
     # admin: gallery writes, model refresh, and all a client may do; client: identify, verify, reads
     admin_keys: tuple[str, ...] = Field((), repr=False)
     client_keys: tuple[str, ...] = Field((), repr=False)
     log_format: Literal["json", "text"] = "json"
+    self_test_interval_s: float = Field(60.0, gt=0)  # a real embedding on a timer (readiness)
 
     @field_validator("admin_keys", "client_keys", mode="before")
     @classmethod
@@ -71,7 +78,12 @@ class Settings(BaseModel):
 
     @property
     def limits(self) -> ClipLimits:
-        return ClipLimits(max_bytes=self.max_upload_bytes, max_frames=self.max_frames)
+        return ClipLimits(
+            max_bytes=self.max_upload_bytes,
+            max_frames=self.max_frames,
+            max_frame_pixels=self.max_frame_pixels,
+            max_total_pixels=self.max_clip_pixels,
+        )
 
     @property
     def gallery_path(self) -> Path:

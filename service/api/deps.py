@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
 
-from service.api.errors import UploadTooLargeError
+from service.clips import ClipTooLargeError
 from service.metrics import Metrics
 from service.recognition import Recognizer
 from service.refresh import ModelRefresher
+from service.self_test import SelfTest
 from service.settings import Settings
 
 
@@ -29,10 +30,15 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+def get_self_test(request: Request) -> SelfTest:
+    return request.app.state.self_test
+
+
 RecognizerDep = Annotated[Recognizer, Depends(get_recognizer)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RefresherDep = Annotated[ModelRefresher, Depends(get_refresher)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+SelfTestDep = Annotated[SelfTest, Depends(get_self_test)]
 
 SUBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
@@ -41,5 +47,5 @@ async def read_upload(upload: UploadFile, settings: Settings) -> bytes:
     """The uploaded bytes, refusing more than the configured limit without reading it all."""
     data = await upload.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
-        raise UploadTooLargeError(f"the upload exceeds {settings.max_upload_bytes} bytes")
+        raise ClipTooLargeError(f"the upload exceeds {settings.max_upload_bytes} bytes")
     return data

@@ -1,72 +1,95 @@
-"""Domain errors → HTTP answers, in one place. Every answer has a JSON body
-``{"error": <tag>, "detail": <what was wrong>}``, and is counted by kind in the metrics."""
+"""Errors → HTTP answers, in one place, all in one shape: ``{"error": code, "detail": text}``.
+
+Domain errors carry their own status and code (``service.errors``); FastAPI's validation errors
+and Starlette's HTTP errors (a broken multipart body, an unknown route, a wrong method) are
+given a code from their status; anything unexpected is a 500 ``internal`` with nothing of its
+insides. Every answer is counted by code in the metrics. ``error_responses`` documents a route's
+real error answers in the OpenAPI document with the same schema.
+"""
 
 from __future__ import annotations
+
+import json
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
-from service.api.auth import AuthError
-from service.clips import ClipError, ClipTooLargeError, UnsupportedFormatError
-from service.gallery.store import SampleNotFoundError, SubjectNotFoundError
-from service.recognition import NoThresholdError
-from service.refresh import AlreadyActiveError, ModelRefreshError, RefreshInProgressError
+from service.api.schemas import ErrorBody
+from service.errors import ServiceError
 
+log = logging.getLogger("gaitlab.errors")
 
-class UploadTooLargeError(ClipTooLargeError):
-    """The request body itself exceeded the upload limit."""
-
-
-def _status(error: Exception) -> int:
-    if isinstance(error, AuthError):
-        return error.status
-    if isinstance(error, ClipTooLargeError):
-        return 413
-    if isinstance(error, UnsupportedFormatError):
-        return 415
-    if isinstance(error, SubjectNotFoundError | SampleNotFoundError):
-        return 404
-    if isinstance(error, RefreshInProgressError | AlreadyActiveError):
-        return 409
-    return 422
-
-
-def _tag(error: Exception) -> str:
-    if isinstance(error, ClipError | AuthError | ModelRefreshError):
-        return error.reason
-    if isinstance(error, SubjectNotFoundError):
-        return "subject_not_found"
-    if isinstance(error, SampleNotFoundError):
-        return "sample_not_found"
-    return "no_threshold"
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    411: "length_required",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+}
+DESCRIPTIONS = {
+    400: "the request body could not be parsed (e.g. a broken multipart body)",
+    401: "no API key, or a wrong one",
+    403: "the API key's role may not do this",
+    404: "no such subject, sample or route",
+    408: "the request body arrived too slowly",
+    409: "a model refresh is running, or the model is already active",
+    413: "the request, the upload or the decoded clip is over a limit",
+    415: "the upload is not a clip format the service reads",
+    422: "a field, a clip, a manifest or a model that cannot be used as sent",
+    429: "the embedding slots are all busy; retry after Retry-After seconds",
+}
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    def count(request: Request, kind: str) -> None:
-        metrics = getattr(request.app.state, "metrics", None)
-        if metrics is not None:
-            metrics.error(kind)
+def body(code: str, detail: str) -> dict:
+    return ErrorBody(error=code, detail=detail).model_dump()
 
-    async def handle(request: Request, error: Exception) -> JSONResponse:
-        detail = str(error).strip("'\"")
-        if isinstance(error, SubjectNotFoundError):
-            detail = f"no subject {detail!r} in the gallery"
-        tag, status = _tag(error), _status(error)
-        count(request, tag)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse(
-            status_code=status, content={"error": tag, "detail": detail}, headers=headers
-        )
+
+def error_responses(*statuses: int) -> dict:
+    """OpenAPI ``responses`` for a route: each status with the project's error schema."""
+    return {s: {"model": ErrorBody, "description": DESCRIPTIONS[s]} for s in sorted(statuses)}
+
+
+async def send_error(send: Send, error: ServiceError) -> None:
+    """Answer with ``error`` from pure ASGI code (the request gate), before any app runs."""
+    payload = json.dumps(body(error.code, error.detail)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def install_error_handlers(app: FastAPI, count=lambda code: None) -> None:
+    """``count(code)`` is called for every error answer (the metrics)."""
+
+    def answer(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
+        count(code)
+        return JSONResponse(status_code=status, content=body(code, detail), headers=headers)
+
+    async def service_error(request: Request, error: ServiceError) -> JSONResponse:
+        return answer(error.status, error.code, error.detail, error.headers or None)
 
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        count(request, "invalid_request")
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        return JSONResponse(
-            status_code=422, content={"error": "invalid_request", "detail": problems}
-        )
+        return answer(422, "invalid_request", problems)
 
-    kinds = (ClipError, SubjectNotFoundError, SampleNotFoundError, NoThresholdError, AuthError)
-    for kind in (*kinds, ModelRefreshError):
-        app.add_exception_handler(kind, handle)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        detail = error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
+        code = HTTP_CODES.get(error.status_code, f"http_{error.status_code}")
+        return answer(error.status_code, code, detail, error.headers)
+
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error", extra={"path": request.url.path[:256]})
+        return answer(500, "internal", "an internal error; it has been logged")
+
+    app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

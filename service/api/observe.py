@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from service.metrics import Metrics
 
 log = logging.getLogger("gaitlab.access")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def install_observation(app: FastAPI, metrics: Metrics) -> None:
@@ -28,13 +29,15 @@ def install_observation(app: FastAPI, metrics: Metrics) -> None:
             seconds = time.perf_counter() - started
             route = request.scope.get("route")
             template = getattr(route, "path", "unmatched")
-            metrics.requests.labels(request.method, template, str(status)).inc()
-            metrics.latency.labels(request.method, template).observe(seconds)
+            # labels from closed sets only: a made-up method or path adds no series
+            method = request.method if request.method in METHODS else "OTHER"
+            metrics.requests.labels(method, template, str(status)).inc()
+            metrics.latency.labels(method, template).observe(seconds)
             log.info(
                 "request",
                 extra={
-                    "method": request.method,
-                    "path": request.url.path,
+                    "method": request.method[:16],
+                    "path": request.url.path[:256],
                     "route": template,
                     "status": status,
                     "ms": round(1000 * seconds, 2),

@@ -19,6 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from models.contract import FRAME_HEIGHT, MODEL_WIDTH
+from service.errors import NotFoundError, ServiceError
+
+SCHEMA_VERSION = 1
+"""The gallery schema this release writes (``PRAGMA user_version``). A store at an older version
+is migrated forward when opened; one at a newer version is refused."""
+
+MIGRATIONS: dict[int, str] = {}
+"""SQL that takes a store from version v - 1 to v, for v from 2 up to ``SCHEMA_VERSION``.
+Version 1 is ``SCHEMA``; stores of releases before versioning read 0 and hold that schema."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subjects (
@@ -50,12 +59,68 @@ CREATE TABLE IF NOT EXISTS embeddings (
 """
 
 
-class SubjectNotFoundError(LookupError):
-    pass
+class SubjectNotFoundError(NotFoundError):
+    code = "subject_not_found"
+
+    @classmethod
+    def of(cls, subject_id: str) -> SubjectNotFoundError:
+        return cls(f"no subject {subject_id!r} in the gallery")
 
 
-class SampleNotFoundError(LookupError):
-    pass
+class SampleNotFoundError(NotFoundError):
+    code = "sample_not_found"
+
+
+class StoreVersionError(RuntimeError):
+    """The store was written by a newer GaitLab than this one."""
+
+
+class InvalidMetadataError(ServiceError):
+    code = "bad_metadata"
+
+
+MAX_METADATA_BYTES = 4096
+MAX_METADATA_DEPTH = 8
+MAX_TEXT_CHARS = 64
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def encode_metadata(metadata: object) -> str:
+    """A sample's metadata as the JSON text stored and served back, or ``InvalidMetadataError``:
+    a JSON object, nested at most 8 deep, at most 4 KiB of UTF-8, finite numbers, no lone
+    surrogates. Checked before anything is stored, so what is stored can always be read."""
+    if not isinstance(metadata, dict):
+        raise InvalidMetadataError("metadata must be a JSON object")
+    if _depth(metadata) > MAX_METADATA_DEPTH:
+        raise InvalidMetadataError(f"metadata is nested more than {MAX_METADATA_DEPTH} deep")
+    try:
+        text = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+        size = len(text.encode("utf-8"))
+    except (TypeError, ValueError) as error:  # NaN/inf, non-JSON values, lone surrogates
+        raise InvalidMetadataError(f"metadata cannot be stored as JSON: {error}") from None
+    if size > MAX_METADATA_BYTES:
+        raise InvalidMetadataError(f"metadata is {size} bytes; at most {MAX_METADATA_BYTES}")
+    return text
+
+
+def check_text(value: str | None, field: str) -> str | None:
+    """A short label (condition, view) that stores and serves back as UTF-8."""
+    if value is None:
+        return None
+    if len(value) > MAX_TEXT_CHARS:
+        raise InvalidMetadataError(f"{field} is longer than {MAX_TEXT_CHARS} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidMetadataError(f"{field} is not valid text (a lone surrogate)") from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -119,7 +184,32 @@ class GalleryStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA secure_delete=ON")  # deleted content is overwritten, not left
-        self._db.executescript(SCHEMA)
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        """Bring the store to ``SCHEMA_VERSION``, one version at a time, each step atomic."""
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise StoreVersionError(
+                f"{self.path} holds gallery schema {version}, written by a newer GaitLab; this "
+                f"release reads up to schema {SCHEMA_VERSION}: upgrade, or use another data dir"
+            )
+        with self._lock:
+            if version < 1:  # a new store, or one from before versioning (same tables)
+                self._db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;")
+                version = 1
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                self._db.executescript(
+                    f"BEGIN; {MIGRATIONS[target]} PRAGMA user_version = {target}; COMMIT;"
+                )
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:
@@ -147,14 +237,18 @@ class GalleryStore:
 
     def add_samples(self, new: list[NewSample], model_version: str) -> list[Sample]:
         """Store several enrolled clips in one transaction: all of them or, on error, none."""
-        for item in new:
+        encoded = []
+        for item in new:  # everything is checked before the transaction starts
             shape = item.silhouettes.shape
             if len(shape) != 3 or shape[1:] != (FRAME_HEIGHT, MODEL_WIDTH):
                 raise ValueError(f"silhouettes must be [T, 64, 44]; got {shape}")
+            check_text(item.condition, "condition")
+            check_text(item.view, "view")
+            encoded.append(encode_metadata(item.metadata))
         now = time.time()
         stored = []
         with self._transaction() as db:
-            for item in new:
+            for item, metadata in zip(new, encoded, strict=True):
                 db.execute(
                     "INSERT OR IGNORE INTO subjects (id, created_at) VALUES (?, ?)",
                     (item.subject_id, now),
@@ -167,7 +261,7 @@ class GalleryStore:
                         now,
                         item.condition,
                         item.view,
-                        json.dumps(item.metadata),
+                        metadata,
                         len(item.silhouettes),
                         _pack(item.silhouettes),
                     ),
@@ -204,7 +298,7 @@ class GalleryStore:
                 "SELECT id, created_at, metadata FROM subjects WHERE id = ?", (subject_id,)
             ).fetchone()
             if row is None:
-                raise SubjectNotFoundError(subject_id)
+                raise SubjectNotFoundError.of(subject_id)
             return Subject(row[0], row[1], json.loads(row[2]), self._samples_of(subject_id))
 
     def list_subjects(self, offset: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
@@ -226,7 +320,7 @@ class GalleryStore:
                 for r in db.execute("SELECT id FROM samples WHERE subject_id = ?", (subject_id,))
             ]
             if db.execute("DELETE FROM subjects WHERE id = ?", (subject_id,)).rowcount == 0:
-                raise SubjectNotFoundError(subject_id)
+                raise SubjectNotFoundError.of(subject_id)
         self.checkpoint()
         return ids
 
@@ -237,7 +331,7 @@ class GalleryStore:
                 "DELETE FROM samples WHERE id = ? AND subject_id = ?", (sample_id, subject_id)
             ).rowcount
             if deleted == 0:
-                raise SampleNotFoundError(f"{subject_id}/{sample_id}")
+                raise SampleNotFoundError(f"no sample {sample_id} of subject {subject_id!r}")
         self.checkpoint()
 
     def checkpoint(self) -> None:
@@ -253,7 +347,7 @@ class GalleryStore:
                 "SELECT silhouettes, frames FROM samples WHERE id = ?", (sample_id,)
             ).fetchone()
         if row is None:
-            raise SampleNotFoundError(str(sample_id))
+            raise SampleNotFoundError(f"no sample {sample_id} in the gallery")
         return _unpack(row[0], row[1])
 
     def samples_missing(self, model_version: str) -> list[int]:
@@ -305,6 +399,14 @@ class GalleryStore:
     def sample_count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+    def ping(self) -> bool:
+        """The database answers a query (for readiness)."""
+        try:
+            with self._lock:
+                return self._db.execute("SELECT 1").fetchone() == (1,)
+        except sqlite3.Error:
+            return False
 
     def get_state(self, key: str) -> str | None:
         """A value the service keeps across restarts (such as the active model), or ``None``."""

@@ -57,10 +57,15 @@ def test_enroll_identify_verify_delete_and_restart(server):
     assert client.delete("/gallery/subjects/p0").json()["samples_deleted"] == 1
     assert client.get("/gallery/subjects/p0").status_code == 404
 
-    ready = client.get("/readyz").json()
-    assert ready["provider"] == "CPUExecutionProvider"
-    assert ready["gallery_samples"] == 2
-    assert client.get("/model").json()["card"]["version"] == "toy-1"
+    assert client.get("/readyz").json() == {
+        "status": "ready",
+        "checks": {"model": True, "store": True, "self_test": True},
+    }
+    model = client.get("/model").json()
+    assert model["provider"] == "CPUExecutionProvider"
+    assert model["gallery_samples"] == 2
+    assert model["card"]["version"] == "toy-1"
+    assert model["self_test"]["ok"] is True
 
     server.stop()
     server.start()

@@ -125,7 +125,7 @@ def test_refresh_under_traffic_then_restart_and_refusals(tmp_path):
         server.start()
         client = httpx.Client(base_url=server.url, timeout=60)
         assert client.get("/model").json()["version"] == "b"
-        assert client.get("/readyz").json()["gallery_samples"] == 1000
+        assert client.get("/model").json()["gallery_samples"] == 1000
     finally:
         server.stop()
     store = GalleryStore(tmp_path / "data" / "gallery.db")
@@ -261,9 +261,9 @@ def test_limits_metrics_and_structured_logs(tmp_path):
             "gaitlab_refresh_running 0.0",
         ):
             assert expected in text, expected
-        readyz = client.get("/readyz").json()
-        assert readyz["provider"] == "CPUExecutionProvider"
-        assert readyz["model_version"] == "toy-1"
+        model = client.get("/model").json()
+        assert model["provider"] == "CPUExecutionProvider"
+        assert model["version"] == "toy-1"
     finally:
         server.stop()
     lines = [
@@ -317,7 +317,7 @@ def test_sigkill_during_enrollments_loses_nothing_acknowledged(tmp_path):
                 present += 1
         listing = client.get("/gallery/subjects", params={"limit": 1000}).json()
         in_store = sum(item["samples"] for item in listing["items"])
-        in_index = client.get("/readyz").json()["gallery_samples"]
+        in_index = client.get("/model").json()["gallery_samples"]
     finally:
         server.stop()
     lost = len(acknowledged) - present

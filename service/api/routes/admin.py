@@ -11,10 +11,15 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import ADMIN
 from service.api.deps import RecognizerDep, RefresherDep, SettingsDep
+from service.api.errors import error_responses
+from service.api.gate import BODY_LARGE
 from service.recognition import Recognizer
 from service.refresh import InvalidModelError, ModelRefresher
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[ADMIN])
+router = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[ADMIN], responses=error_responses(401, 403)
+)
+MAX_PATH = 4096  # PATH_MAX on Linux
 
 
 def model_state(recognizer: Recognizer, refresher: ModelRefresher) -> dict:
@@ -36,13 +41,20 @@ def get_model(recognizer: RecognizerDep, refresher: RefresherDep) -> dict:
     return model_state(recognizer, refresher)
 
 
-@router.post("/model", status_code=202)
+@router.post(
+    "/model",
+    status_code=202,
+    dependencies=[BODY_LARGE],
+    responses=error_responses(400, 408, 409, 413, 422),
+)
 async def activate_model(
     recognizer: RecognizerDep,
     refresher: RefresherDep,
     settings: SettingsDep,
     model: Annotated[UploadFile | None, File(description="an exported ONNX model")] = None,
-    path: Annotated[str | None, Form(description="or a model file on the server")] = None,
+    path: Annotated[
+        str | None, Form(max_length=MAX_PATH, description="or a model file on the server")
+    ] = None,
 ) -> dict:
     """Check the model, then re-embed the gallery with it in the background and swap when done.
     Requests keep being answered by the current model until the swap. 422 for a model that

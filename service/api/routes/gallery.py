@@ -11,6 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import ADMIN, CLIENT
 from service.api.deps import SUBJECT_ID, RecognizerDep, SettingsDep, read_upload
+from service.api.errors import error_responses
+from service.api.gate import BODY_LARGE, BODY_ONE_CLIP, EMBEDS
 from service.api.schemas import (
     BulkEnrolled,
     Deleted,
@@ -19,19 +21,19 @@ from service.api.schemas import (
     SubjectPublic,
     SubjectSummary,
 )
-from service.clips import ClipError
+from service.errors import ServiceError
+from service.gallery.store import InvalidMetadataError
 from service.recognition import Enrollment
 
-router = APIRouter(prefix="/gallery", tags=["gallery"])
+router = APIRouter(prefix="/gallery", tags=["gallery"], responses=error_responses(401, 422))
 SubjectId = Annotated[str, Path(pattern=SUBJECT_ID)]
+SampleId = Annotated[int, Path(ge=1, le=2**62)]
+MAX_OFFSET = 2**31  # far past any gallery; keeps SQLite's 64-bit integers from overflowing
+UPLOAD_ERRORS = error_responses(400, 403, 408, 413, 415, 429)
 
 
-class BadMetadataError(ClipError):
-    reason = "bad_metadata"
-
-
-class BadManifestError(ClipError):
-    reason = "bad_manifest"
+class BadManifestError(ServiceError):
+    code = "bad_manifest"
 
 
 class ManifestItem(BaseModel):
@@ -49,9 +51,10 @@ MANIFEST = TypeAdapter(list[ManifestItem])
 
 @router.post(
     "/subjects/{subject_id}/samples",
-    dependencies=[ADMIN],
+    dependencies=[ADMIN, EMBEDS, BODY_ONE_CLIP],
     status_code=201,
     response_model=SamplePublic,
+    responses=UPLOAD_ERRORS,
 )
 async def enroll(
     recognizer: RecognizerDep,
@@ -66,15 +69,19 @@ async def enroll(
     try:
         extra = json.loads(metadata) if metadata else {}
     except json.JSONDecodeError as error:
-        raise BadMetadataError(f"metadata must be a JSON object: {error}") from error
-    if not isinstance(extra, dict):
-        raise BadMetadataError("metadata must be a JSON object")
+        raise InvalidMetadataError(f"metadata must be a JSON object: {error}") from error
     data = await read_upload(clip, settings)
     sample = await run_in_threadpool(recognizer.enroll, subject_id, data, condition, view, extra)
     return SamplePublic(**sample.__dict__)
 
 
-@router.post("/samples", dependencies=[ADMIN], status_code=201, response_model=BulkEnrolled)
+@router.post(
+    "/samples",
+    dependencies=[ADMIN, EMBEDS, BODY_LARGE],
+    status_code=201,
+    response_model=BulkEnrolled,
+    responses=UPLOAD_ERRORS,
+)
 async def enroll_many(
     recognizer: RecognizerDep,
     settings: SettingsDep,
@@ -119,7 +126,7 @@ async def enroll_many(
 @router.get("/subjects", dependencies=[CLIENT], response_model=SubjectList)
 def list_subjects(
     recognizer: RecognizerDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SubjectList:
     items, total = recognizer.store.list_subjects(offset, limit)
@@ -127,7 +134,12 @@ def list_subjects(
     return SubjectList(items=summaries, total=total, offset=offset, limit=limit)
 
 
-@router.get("/subjects/{subject_id}", dependencies=[CLIENT], response_model=SubjectPublic)
+@router.get(
+    "/subjects/{subject_id}",
+    dependencies=[CLIENT],
+    response_model=SubjectPublic,
+    responses=error_responses(404),
+)
 def get_subject(recognizer: RecognizerDep, subject_id: SubjectId) -> SubjectPublic:
     subject = recognizer.store.get_subject(subject_id)
     return SubjectPublic(
@@ -135,12 +147,22 @@ def get_subject(recognizer: RecognizerDep, subject_id: SubjectId) -> SubjectPubl
     )
 
 
-@router.delete("/subjects/{subject_id}", dependencies=[ADMIN], response_model=Deleted)
+@router.delete(
+    "/subjects/{subject_id}",
+    dependencies=[ADMIN],
+    response_model=Deleted,
+    responses=error_responses(403, 404),
+)
 def delete_subject(recognizer: RecognizerDep, subject_id: SubjectId) -> Deleted:
     """Forget a subject: its silhouettes, embeddings and index entries."""
     return Deleted(subject_id=subject_id, samples_deleted=recognizer.delete_subject(subject_id))
 
 
-@router.delete("/subjects/{subject_id}/samples/{sample_id}", dependencies=[ADMIN], status_code=204)
-def delete_sample(recognizer: RecognizerDep, subject_id: SubjectId, sample_id: int) -> None:
+@router.delete(
+    "/subjects/{subject_id}/samples/{sample_id}",
+    dependencies=[ADMIN],
+    status_code=204,
+    responses=error_responses(403, 404),
+)
+def delete_sample(recognizer: RecognizerDep, subject_id: SubjectId, sample_id: SampleId) -> None:
     recognizer.delete_sample(subject_id, sample_id)

@@ -1,60 +1,68 @@
-"""GET /healthz, /readyz (open, for probes), /model and /metrics (client key)."""
+"""Probes (open to all, and telling nothing an outsider should learn), /model and /metrics.
+
+- ``/livez`` (and its old name ``/healthz``): the process is up;
+- ``/readyz``: ready to serve — a model is loaded and the store answers — checked cheaply on
+  every call; the result of the last periodic self-test embedding is part of it (ok or not),
+  never run per call;
+- ``/model`` and ``/metrics`` (client key): version, provider, gallery size, the card, timings.
+"""
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
 from fastapi import APIRouter, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from service.api.auth import CLIENT
-from service.api.deps import MetricsDep, RecognizerDep, RefresherDep
+from service.api.deps import MetricsDep, RecognizerDep, RefresherDep, SelfTestDep
+from service.api.errors import error_responses
 from service.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-def healthz() -> dict:
+@router.get("/livez")
+@router.get("/healthz", include_in_schema=False)
+def livez() -> dict:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-async def readyz(recognizer: RecognizerDep) -> dict:
-    """Ready to answer: runs a real embedding through the model."""
-    started = time.perf_counter()
-    clip = np.zeros((1, 8, 64, 44), np.uint8)
-    clip[:, :, 8:56, 16:28] = 255
-    active = recognizer.active
-    await run_in_threadpool(active.engine.embed, clip)
-    return {
-        "status": "ready",
-        "model_version": active.version,
-        "provider": active.engine.provider,
-        "embed_ms": round(1000 * (time.perf_counter() - started), 2),
-        "gallery_samples": len(active.index),
+@router.get("/readyz", responses={503: {"description": "not ready: the store or model failed"}})
+def readyz(recognizer: RecognizerDep, self_test: SelfTestDep) -> JSONResponse:
+    """Ready to serve: a model is loaded, the store answers, the last self-test passed."""
+    checks = {
+        "model": recognizer.active is not None,
+        "store": recognizer.store.ping(),
+        "self_test": self_test.ok,
     }
+    ready = all(checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
 
 
-@router.get("/model", dependencies=[CLIENT])
-def model(recognizer: RecognizerDep, refresher: RefresherDep) -> dict:
-    """The model card, where embeddings are computed, and the state of a model refresh."""
-    engine = recognizer.engine
+@router.get("/model", dependencies=[CLIENT], responses=error_responses(401))
+def model(recognizer: RecognizerDep, refresher: RefresherDep, self_test: SelfTestDep) -> dict:
+    """The model card, where embeddings are computed, the gallery size, the last self-test and
+    the state of a model refresh."""
+    active = recognizer.active
+    engine = active.engine
     return {
         "version": engine.version,
         "provider": engine.provider,
         "device": engine.device,
         "fallback_reason": engine.fallback_reason,
         "threads": engine.threads,
-        "index_device": recognizer.index.device,
+        "index_device": active.index.device,
+        "gallery_samples": len(active.index),
+        "self_test": self_test.public(),
         "card": engine.card.model_dump(mode="json") if engine.card else None,
         "refresh": refresher.status.public(),
     }
 
 
-@router.get("/metrics", dependencies=[CLIENT])
+@router.get("/metrics", dependencies=[CLIENT], responses=error_responses(401))
 def metrics(recognizer: RecognizerDep, refresher: RefresherDep, metrics: MetricsDep) -> Response:
     """Prometheus metrics: requests and latency per route, embed and search time, gallery size,
     the model, refresh progress, errors by kind."""

@@ -9,9 +9,15 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import CLIENT
 from service.api.deps import SUBJECT_ID, RecognizerDep, SettingsDep, read_upload
+from service.api.errors import error_responses
+from service.api.gate import BODY_ONE_CLIP, EMBEDS
 from service.api.schemas import Hit, IdentifyResponse, VerifyResponse
 
-router = APIRouter(tags=["recognition"], dependencies=[CLIENT])
+router = APIRouter(
+    tags=["recognition"],
+    dependencies=[CLIENT, EMBEDS, BODY_ONE_CLIP],
+    responses=error_responses(400, 401, 403, 408, 413, 415, 422, 429),
+)
 
 
 @router.post("/identify", response_model=IdentifyResponse)
@@ -39,7 +45,7 @@ async def identify(
     )
 
 
-@router.post("/verify", response_model=VerifyResponse)
+@router.post("/verify", response_model=VerifyResponse, responses=error_responses(404))
 async def verify(
     recognizer: RecognizerDep,
     settings: SettingsDep,

@@ -1,0 +1,193 @@
+"""The request gate: what every HTTP request passes before the app reads a byte of its body.
+
+In order, from the route's own declarations (``dependencies=[CLIENT | ADMIN]``, ``EMBEDS``,
+``BODY_ONE_CLIP | BODY_LARGE``):
+
+1. **Authentication** (401/403), from the headers alone;
+2. **the body's size** as declared (413), when ``Content-Length`` is sent;
+3. **a concurrency slot** (429 with ``Retry-After``) for routes that run the model;
+4. **the body as it streams**, whatever its framing (chunked or not): more bytes than the
+   route's limit → 413; a pause longer than ``body_idle_timeout_s``, or an average rate under
+   ``body_min_rate`` once ``body_grace_s`` has passed → 408. When that happens mid-read, the
+   app's answer (whatever its parser made of the cut body) is replaced by the gate's.
+
+Refusals use the one error body (``service.api.errors``). Pure ASGI: no buffering, no copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from fastapi import Depends
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.auth import PASSED, authenticate
+from service.api.errors import send_error
+from service.errors import ServiceError
+from service.settings import Settings
+
+SMALL_BODY = 64 * 1024  # routes that take no upload: a form or nothing
+MULTIPART_SLACK = 64 * 1024  # boundaries and form fields around one clip
+
+
+class RequestRefusedError(ServiceError):
+    pass
+
+
+class BodyTooLargeError(RequestRefusedError):
+    status, code = 413, "request_too_large"
+
+
+class BodyTimeoutError(RequestRefusedError):
+    status, code = 408, "request_timeout"
+
+
+class TooManyRequestsError(RequestRefusedError):
+    status, code = 429, "too_many_requests"
+    headers = {"Retry-After": "1"}  # noqa: RUF012
+
+
+def _marker(name: str):
+    def declared() -> None:
+        """A declaration read by the request gate; nothing to do per request."""
+
+    declared.gate = name
+    return Depends(declared)
+
+
+EMBEDS = _marker("embeds")  # runs the model: takes a concurrency slot
+BODY_ONE_CLIP = _marker("one_clip")  # body: one clip upload (max_upload_bytes + form fields)
+BODY_LARGE = _marker("large")  # body: many clips or a model file (max_request_bytes)
+
+
+@dataclass(frozen=True)
+class Policy:
+    role: str | None  # None: open to all
+    embeds: bool
+    max_body: int
+
+
+def route_policy(route, settings: Settings) -> Policy:
+    """What a route declared, read from its dependencies (router-level ones included)."""
+    declared = [d.dependency for d in getattr(route, "dependencies", [])]
+    roles = {getattr(f, "role", None) for f in declared} - {None}
+    marks = {getattr(f, "gate", None) for f in declared} - {None}
+    role = "admin" if "admin" in roles else "client" if "client" in roles else None
+    if "large" in marks:
+        max_body = settings.max_request_bytes
+    elif "one_clip" in marks:
+        max_body = min(settings.max_upload_bytes + MULTIPART_SLACK, settings.max_request_bytes)
+    else:
+        max_body = SMALL_BODY
+    return Policy(role, "embeds" in marks, max_body)
+
+
+OPEN = Policy(None, False, SMALL_BODY)  # unknown routes and wrong methods: 404/405 follow
+
+
+class BodyGuard:
+    """``receive`` with the body's byte budget and deadlines; remembers why it cut a body."""
+
+    def __init__(self, receive: Receive, limit: int, settings: Settings):
+        self.receive, self.limit, self.settings = receive, limit, settings
+        self.received = 0
+        self.started = time.monotonic()
+        self.complete = False
+        self.failure: RequestRefusedError | None = None
+
+    def _fail(self, error: RequestRefusedError) -> RequestRefusedError:
+        self.failure = error
+        return error
+
+    async def __call__(self) -> Message:
+        if self.failure:
+            raise self.failure
+        if self.complete:  # after the body only a disconnect can come: no deadline
+            return await self.receive()
+        settings = self.settings
+        try:
+            message = await asyncio.wait_for(self.receive(), settings.body_idle_timeout_s)
+        except asyncio.TimeoutError:
+            detail = f"no body bytes for {settings.body_idle_timeout_s:g} s"
+            raise self._fail(BodyTimeoutError(detail)) from None
+        if message["type"] != "http.request":
+            return message
+        self.received += len(message.get("body", b""))
+        if self.received > self.limit:
+            raise self._fail(BodyTooLargeError(f"the request body exceeds {self.limit} bytes"))
+        self.complete = not message.get("more_body", False)
+        elapsed = time.monotonic() - self.started
+        too_slow = self.received < settings.body_min_rate * elapsed
+        if not self.complete and elapsed > settings.body_grace_s and too_slow:
+            detail = f"the body arrives slower than {settings.body_min_rate} bytes/s"
+            raise self._fail(BodyTimeoutError(detail))
+        return message
+
+
+class RequestGate:
+    """``routes``: the app's API routes (whose declarations make the policies); ``count(code)``
+    is called for every refusal (the metrics)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, routes: list, count=lambda code: None):
+        self.app, self.settings, self.count = app, settings, count
+        self.in_flight = 0  # only touched on the event loop: no lock needed
+        self.routes = [(route, route_policy(route, settings)) for route in routes]
+
+    def policy(self, scope: Scope) -> Policy:
+        for route, policy in self.routes:
+            if route.matches(scope)[0] == Match.FULL:
+                return policy
+        return OPEN
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        policy = self.policy(scope)
+        headers = dict(scope["headers"])
+        try:
+            if policy.role:
+                scope[PASSED] = authenticate(headers, policy.role, self.settings)
+            declared = headers.get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > policy.max_body:
+                raise BodyTooLargeError(f"the request body exceeds {policy.max_body} bytes")
+            if policy.embeds and self.in_flight >= self.settings.max_concurrency:
+                raise TooManyRequestsError(
+                    f"{self.settings.max_concurrency} requests are being processed; retry shortly"
+                )
+        except ServiceError as error:
+            self.count(error.code)
+            await send_error(send, error)
+            return
+        self.in_flight += policy.embeds
+        try:
+            await self._guarded(scope, receive, send, policy)
+        finally:
+            self.in_flight -= policy.embeds
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, policy: Policy) -> None:
+        guard = BodyGuard(receive, policy.max_body, self.settings)
+        started = False
+
+        async def send_or_replace(message: Message) -> None:
+            nonlocal started
+            if guard.failure is None:
+                started = True
+                await send(message)
+            elif not started and message["type"] == "http.response.start":
+                started = True
+                self.count(guard.failure.code)
+                await send_error(send, guard.failure)
+            # the app's own answer to a body the gate cut is dropped
+
+        try:
+            await self.app(scope, guard, send_or_replace)
+        except Exception:
+            if guard.failure is None:
+                raise
+            if not started:
+                self.count(guard.failure.code)
+                await send_error(send, guard.failure)
