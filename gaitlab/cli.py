@@ -8,6 +8,7 @@ service and training never import each other; only this dispatcher sees both.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +55,11 @@ def _register_gallery(commands: argparse._SubParsersAction) -> None:
     target.add_argument("--data-dir", type=Path, help="store of a service that is not running")
     target.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000")
     build.add_argument(
+        "--api-key",
+        default=os.environ.get("GAITLAB_API_KEY"),
+        help="with --url: an admin key of the service (default: $GAITLAB_API_KEY)",
+    )
+    build.add_argument(
         "--model", type=Path, default=None, help="with --data-dir (default: shipped)"
     )
     build.add_argument("--batch-size", type=int, default=16)
@@ -73,7 +79,12 @@ def _run_gallery_build(args: argparse.Namespace) -> int:
         conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
         if args.url:
             report = build_through_api(
-                args.casia_b, subjects, conditions, args.url, min_frames=args.min_frames
+                args.casia_b,
+                subjects,
+                conditions,
+                args.url,
+                min_frames=args.min_frames,
+                api_key=args.api_key,
             )
         else:
             model = args.model or default_model_path()

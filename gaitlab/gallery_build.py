@@ -91,13 +91,16 @@ def build_through_api(
     timeout: float = 120.0,
     clips_per_request: int = 32,
     min_frames: int = MIN_FRAMES,
+    api_key: str | None = None,
 ) -> BuildReport:
-    """Enroll through ``POST /gallery/samples``, ``clips_per_request`` ``.npy`` clips at a time."""
+    """Enroll through ``POST /gallery/samples``, ``clips_per_request`` ``.npy`` clips at a time,
+    with ``api_key`` (an admin key) when the service has keys."""
     import httpx
 
     cache = _load(tree, subjects, conditions, min_frames)
     bar = tqdm(total=len(cache), desc="enrolling", unit="seq")
-    with httpx.Client(base_url=url, timeout=timeout) as client:
+    headers = {"X-API-Key": api_key} if api_key else {}
+    with httpx.Client(base_url=url, timeout=timeout, headers=headers) as client:
         for first in range(0, len(cache), clips_per_request):
             chunk = range(first, min(first + clips_per_request, len(cache)))
             files, manifest = [], []

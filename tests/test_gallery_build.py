@@ -9,6 +9,7 @@ from gaitlab.cli import main
 from service.gallery.store import GalleryStore
 from tests.helpers import toy_model
 from tests.service.live_server import Server
+from tests.service.test_operations_e2e import ADMIN_KEY, CLIENT_KEY
 
 pytestmark = [pytest.mark.casia, pytest.mark.slow]
 NM_GALLERY = "nm-01,nm-02,nm-03,nm-04"
@@ -37,17 +38,23 @@ def test_build_into_a_store(casia_b_tree, tmp_path, manifest, capsys):
     store.close()
 
 
-def test_build_through_the_api(casia_b_tree, tmp_path):
-    server = Server(toy_model(tmp_path / "toy.onnx"), tmp_path / "data").start()
+def test_build_through_the_api_with_a_key(casia_b_tree, tmp_path, monkeypatch, capsys):
+    keys = {"GAITLAB_ADMIN_KEYS": ADMIN_KEY, "GAITLAB_CLIENT_KEYS": CLIENT_KEY}
+    server = Server(toy_model(tmp_path / "toy.onnx"), tmp_path / "data", env=keys).start()
     try:
         args = ["gallery", "build", "--casia-b", str(casia_b_tree), "--subjects", "001"]
         args += ["--conditions", "nm-01", "--url", server.url]
+        monkeypatch.delenv("GAITLAB_API_KEY", raising=False)
+        assert main(args) == 2
+        assert "(401)" in capsys.readouterr().err
+        assert main([*args, "--api-key", CLIENT_KEY]) == 2  # a client key may not enroll
+        assert "(403)" in capsys.readouterr().err
+        monkeypatch.setenv("GAITLAB_API_KEY", ADMIN_KEY)
         assert main(args) == 0
-        listing = httpx.get(f"{server.url}/gallery/subjects").json()
+        client = httpx.Client(base_url=server.url, headers={"X-API-Key": CLIENT_KEY})
+        listing = client.get("/gallery/subjects").json()
         assert listing["items"] == [{"id": "001", "samples": 11}]
-        views = {
-            s["view"] for s in httpx.get(f"{server.url}/gallery/subjects/001").json()["samples"]
-        }
+        views = {s["view"] for s in client.get("/gallery/subjects/001").json()["samples"]}
         assert len(views) == 11
     finally:
         server.stop()

@@ -1,4 +1,5 @@
-"""service.gallery.store: a real SQLite file, durable writes, cascading deletes."""
+"""service.gallery.store: a real SQLite file, durable writes, cascading deletes, schema
+versions and migrations, metadata checked before anything is stored."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import sqlite3
 import numpy as np
 import pytest
 
+from gaitlab.cli import main
+from service.gallery import store as store_module
 from service.gallery.store import (
+    SCHEMA,
+    SCHEMA_VERSION,
     GalleryStore,
+    InvalidMetadataError,
     SampleNotFoundError,
+    StoreVersionError,
     SubjectNotFoundError,
     _pack,
 )
@@ -131,3 +138,74 @@ def test_erasure_leaves_no_trace_in_the_files_on_disk(store):
     assert b"erase-me" not in after
     assert not store.has_sample(sample.id)
     assert store.get_subject("keep").samples[0].frames == 6  # the rest is intact
+
+
+def test_a_store_from_before_versioning_is_migrated_and_keeps_its_data(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA)  # what releases before schema versioning wrote
+    old.execute("INSERT INTO subjects (id, created_at) VALUES ('alice', 1.0)")
+    old.commit()
+    old.close()
+    store = GalleryStore(path)
+    assert store.schema_version == SCHEMA_VERSION == 1
+    assert store.get_subject("alice").id == "alice"
+    store.close()
+    assert GalleryStore(path).schema_version == 1  # opened again: nothing to do
+
+
+def test_a_store_from_a_newer_release_is_refused_with_a_clear_message(tmp_path, capsys):
+    path = tmp_path / "data" / "gallery.db"
+    GalleryStore(path).close()
+    newer = sqlite3.connect(path)
+    newer.execute("PRAGMA user_version = 99")
+    newer.close()
+    with pytest.raises(StoreVersionError, match="schema 99, written by a newer GaitLab"):
+        GalleryStore(path)
+    assert main(["serve", "--data-dir", str(tmp_path / "data")]) == 2
+    assert "newer GaitLab" in capsys.readouterr().err
+
+
+def test_forward_migrations_run_in_order_each_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "g.db"
+    GalleryStore(path).close()
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(
+        store_module,
+        "MIGRATIONS",
+        {
+            2: "ALTER TABLE subjects ADD COLUMN note TEXT;",
+            3: "UPDATE subjects SET note = 'v3';",
+        },
+    )
+    store = GalleryStore(path)
+    assert store.schema_version == 3
+    store.close()
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 4)
+    monkeypatch.setattr(store_module, "MIGRATIONS", {4: "THIS IS NOT SQL;"})
+    with pytest.raises(sqlite3.Error):
+        GalleryStore(path)
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 3  # the failed step left nothing
+    check.close()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "words"),
+    [
+        ({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}}, "nested"),
+        ({"x": "\ud800"}, "surrogate"),
+        ({"x": float("nan")}, "JSON"),
+        ({"x": "y" * 5000}, "bytes"),
+        (["not", "an", "object"], "object"),
+    ],
+)
+def test_metadata_that_cannot_be_stored_is_refused_before_the_transaction(
+    tmp_path, metadata, words
+):
+    store = GalleryStore(tmp_path / "g.db")
+    with pytest.raises(InvalidMetadataError, match=words):
+        store.add_sample("s", np.zeros((3, 64, 44), np.uint8), np.ones(8), "v1", metadata=metadata)
+    with pytest.raises(SubjectNotFoundError):
+        store.get_subject("s")
+    store.close()
