@@ -18,7 +18,7 @@ from models.engine import EmbeddingEngine
 from service.api.errors import install_error_handlers
 from service.api.gate import RequestGate
 from service.api.observe import install_observation
-from service.api.routes import admin, gallery, health, recognition
+from service.api.routes import admin, gallery, health, recognition, web
 from service.gallery.store import GalleryStore
 from service.metrics import Metrics
 from service.recognition import Recognizer
@@ -106,6 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = [module.router for module in (recognition, gallery, admin, health)]
     for router in routers:
         app.include_router(router)
+    app.include_router(web.router)
+    app.mount("/static", web.static_files(), name="static")
     routes = [route for router in routers for route in router.routes]
     app.add_middleware(RequestGate, settings=settings, routes=routes, count=metrics.error)
     install_observation(app, metrics)  # outermost: sees every request, refused ones included

@@ -31,6 +31,7 @@ from service.gallery.store import (
     check_text,
     encode_metadata,
 )
+from service.pictures import Kind, PictureCache
 
 DECISION_FAR = 0.01
 """The model card's threshold used for accept/reject decisions unless one is given."""
@@ -76,6 +77,7 @@ class Identification:
     threshold: float
     frames: int
     model_version: str
+    silhouettes: np.ndarray = field(repr=False, compare=False)  # the probe as the model saw it
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Verification:
     threshold: float
     frames: int
     model_version: str
+    silhouettes: np.ndarray = field(repr=False, compare=False)  # the probe as the model saw it
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ class Recognizer:
         self.timing = timing or (lambda step, seconds: None)
         self.write_lock = threading.Lock()
         """Held by every gallery write, and by a model swap."""
+        self.pictures = PictureCache()
         embed_stored(engine, store, store.samples_missing(engine.version))
         self.active = ActiveModel(engine, build_index(engine, store))
 
@@ -231,7 +235,9 @@ class Recognizer:
         limit = self.threshold(threshold, active)
         hits = self._search(active.index, probe, top_k)
         decision = hits[0].subject_id if hits and hits[0].score >= limit else None
-        return Identification(hits, decision, limit, probe.frames, active.version)
+        return Identification(
+            hits, decision, limit, probe.frames, active.version, probe.silhouettes
+        )
 
     def verify(self, upload: bytes, subject_id: str, threshold: float | None = None):
         active = self.active
@@ -240,8 +246,9 @@ class Recognizer:
         hit = active.index.score_subject(probe.vector, subject_id)
         if hit is None:
             raise SubjectNotFoundError.of(subject_id)
+        accepted = hit.score >= limit
         return Verification(
-            subject_id, hit.score, hit.score >= limit, limit, probe.frames, active.version
+            subject_id, hit.score, accepted, limit, probe.frames, active.version, probe.silhouettes
         )
 
     def enroll(
@@ -288,13 +295,23 @@ class Recognizer:
             )
         return samples
 
+    def picture(self, sample_id: int, kind: Kind) -> bytes:
+        """A stored sample's GEI or frame strip as PNG (cached); ``SampleNotFoundError``."""
+        picture = self.pictures.get(sample_id, kind, lambda: self.store.silhouettes(sample_id))
+        if not self.store.has_sample(sample_id):  # deleted while it was rendered
+            self.pictures.forget([sample_id])
+            raise SampleNotFoundError(f"no sample {sample_id} in the gallery")
+        return picture
+
     def delete_subject(self, subject_id: str) -> int:
         with self.write_lock:
             removed = self.store.delete_subject(subject_id)
             self.active.index.remove(removed)
+            self.pictures.forget(removed)
         return len(removed)
 
     def delete_sample(self, subject_id: str, sample_id: int) -> None:
         with self.write_lock:
             self.store.delete_sample(subject_id, sample_id)
             self.active.index.remove([sample_id])
+            self.pictures.forget([sample_id])

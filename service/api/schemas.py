@@ -11,12 +11,20 @@ class Hit(BaseModel):
     score: float
 
 
+class ProbePictures(BaseModel):
+    """The probe as the service saw it (normalised silhouettes), as PNG data URLs."""
+
+    gei: str  # data:image/png;base64,… — the mean frame, 64×44
+    strip: str  # up to 12 frames side by side
+
+
 class IdentifyResponse(BaseModel):
     decision: str | None
     threshold: float
     hits: list[Hit]
     frames: int
     model_version: str
+    probe: ProbePictures | None = None  # with ?pictures=true
 
 
 class VerifyResponse(BaseModel):
@@ -26,11 +34,13 @@ class VerifyResponse(BaseModel):
     threshold: float
     frames: int
     model_version: str
+    probe: ProbePictures | None = None  # with ?pictures=true
 
 
 class SamplePublic(BaseModel):
     id: int
     subject_id: str
+    created_at: float  # when it was enrolled, seconds since the epoch
     frames: int
     condition: str | None = None
     view: str | None = None

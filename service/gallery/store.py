@@ -301,14 +301,21 @@ class GalleryStore:
                 raise SubjectNotFoundError.of(subject_id)
             return Subject(row[0], row[1], json.loads(row[2]), self._samples_of(subject_id))
 
-    def list_subjects(self, offset: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
-        """Subject ids with their sample counts, in id order, and the total number of subjects."""
+    def list_subjects(
+        self, offset: int = 0, limit: int = 100, contains: str = ""
+    ) -> tuple[list[tuple[str, int]], int]:
+        """Subject ids (those containing ``contains``, case-insensitive) with their sample counts,
+        in id order, and how many subjects match in all."""
+        pattern = "%" + contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         with self._lock:
-            total = self._db.execute("SELECT COUNT(*) FROM subjects").fetchone()[0]
+            total = self._db.execute(
+                "SELECT COUNT(*) FROM subjects WHERE id LIKE ? ESCAPE '\\'", (pattern,)
+            ).fetchone()[0]
             rows = self._db.execute(
                 "SELECT s.id, COUNT(m.id) FROM subjects s LEFT JOIN samples m"
-                " ON m.subject_id = s.id GROUP BY s.id ORDER BY s.id LIMIT ? OFFSET ?",
-                (limit, offset),
+                " ON m.subject_id = s.id WHERE s.id LIKE ? ESCAPE '\\'"
+                " GROUP BY s.id ORDER BY s.id LIMIT ? OFFSET ?",
+                (pattern, limit, offset),
             ).fetchall()
         return [(r[0], r[1]) for r in rows], total
 

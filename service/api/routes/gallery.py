@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -128,8 +128,10 @@ def list_subjects(
     recognizer: RecognizerDep,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    q: Annotated[str, Query(max_length=64, description="ids containing this")] = "",
 ) -> SubjectList:
-    items, total = recognizer.store.list_subjects(offset, limit)
+    """Subjects in id order, ``limit`` at a time; ``q`` keeps those whose id contains it."""
+    items, total = recognizer.store.list_subjects(offset, limit, q)
     summaries = [SubjectSummary(id=i, samples=n) for i, n in items]
     return SubjectList(items=summaries, total=total, offset=offset, limit=limit)
 
@@ -166,3 +168,33 @@ def delete_subject(recognizer: RecognizerDep, subject_id: SubjectId) -> Deleted:
 )
 def delete_sample(recognizer: RecognizerDep, subject_id: SubjectId, sample_id: SampleId) -> None:
     recognizer.delete_sample(subject_id, sample_id)
+
+
+PNG = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
+
+
+@router.get(
+    "/samples/{sample_id}/gei.png",
+    dependencies=[CLIENT],
+    response_class=Response,
+    responses={**PNG, **error_responses(404)},
+)
+def sample_gei(recognizer: RecognizerDep, sample_id: SampleId) -> Response:
+    """A stored sample's gait energy image (the mean of its normalised frames), 44×64 PNG."""
+    return _png(recognizer.picture(sample_id, "gei"))
+
+
+@router.get(
+    "/samples/{sample_id}/strip.png",
+    dependencies=[CLIENT],
+    response_class=Response,
+    responses={**PNG, **error_responses(404)},
+)
+def sample_strip(recognizer: RecognizerDep, sample_id: SampleId) -> Response:
+    """Up to 12 of a stored sample's normalised frames, evenly spaced, side by side, PNG."""
+    return _png(recognizer.picture(sample_id, "strip"))
+
+
+def _png(data: bytes) -> Response:
+    # private: pictures are behind the same keys as the gallery they show
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})

@@ -1,0 +1,88 @@
+// The active model: its card (net, training data, validation table, thresholds), the provider,
+// the gallery size, the self-test, refresh progress; admins activate a new model file.
+
+import { call, upload } from "./api.js";
+import { $, busy, el, showError } from "./ui.js";
+
+let polling = null;
+
+function validationTable(validation) {
+  if (!validation?.rank1) return el("p", { text: "No validation figures in the card." });
+  const metrics = Object.entries(validation.rank1);
+  const conditions = Object.keys(metrics[0][1]);
+  return el(
+    "table",
+    { class: "validation" },
+    el("caption", { text: `Validation rank-1 % on ${validation.subjects}` }),
+    el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "distance" }), conditions.map((c) => el("th", { scope: "col", text: c })))),
+    el("tbody", {}, metrics.map(([metric, figures]) =>
+      el("tr", {}, el("th", { scope: "row", text: metric }), conditions.map((c) => el("td", { text: Number(figures[c]).toFixed(1) }))))),
+  );
+}
+
+function modelView(model) {
+  const card = model.card ?? {};
+  const refresh = model.refresh ?? {};
+  const facts = [
+    ["Name", card.name],
+    ["Version", model.version],
+    ["Net", card.net],
+    ["Provider", `${model.provider} (${model.device})`],
+    ["Gallery", `${model.gallery_samples} samples`],
+    ["Trained on", card.training?.subjects],
+    ["Self-test", model.self_test ? (model.self_test.ok ? `passed, ${model.self_test.embed_ms} ms` : `failed: ${model.self_test.error}`) : "not run yet"],
+  ];
+  const thresholds = (card.thresholds ?? []).map((t) =>
+    el("li", { text: `${t.score.toFixed(4)} at ${(100 * t.far).toFixed(1)} % FAR (true accept rate ${(100 * t.tar).toFixed(1)} %)` }));
+  const parts = [
+    el("dl", { class: "facts" }, facts.map(([name, value]) => [el("dt", { text: name }), el("dd", { text: value ?? "–" })])),
+    validationTable(card.validation),
+    el("h3", { text: "Thresholds" }),
+    thresholds.length ? el("ul", {}, thresholds) : el("p", { text: "None: pass one with each request." }),
+    el("h3", { text: "Refresh" }),
+  ];
+  if (refresh.state === "running") {
+    parts.push(
+      el("label", { for: "refresh-progress", text: `Re-embedding the gallery for ${refresh.target_version}: ${refresh.done} of ${refresh.total}` }),
+      el("progress", { id: "refresh-progress", max: String(refresh.total || 1), value: String(refresh.done) }),
+    );
+  } else {
+    parts.push(el("p", { text: refresh.state === "failed" ? `Last refresh failed: ${refresh.error}` : `State: ${refresh.state ?? "idle"}` }));
+  }
+  return el("div", {}, parts);
+}
+
+export async function refreshModel() {
+  showError("#model-error", null);
+  try {
+    const model = await call("GET", "/model");
+    $("#model-info").replaceChildren(modelView(model));
+    if (model.refresh?.state === "running" && !polling) {
+      polling = setInterval(refreshModel, 1000);
+    } else if (model.refresh?.state !== "running" && polling) {
+      clearInterval(polling);
+      polling = null;
+    }
+  } catch (error) {
+    showError("#model-error", error);
+  }
+}
+
+export function setUpModel() {
+  const form = $("#activate-form");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError("#activate-error", null);
+    const data = new FormData();
+    data.append("model", $("#activate-file").files[0]);
+    await busy(form.querySelector("button"), async () => {
+      try {
+        await upload("POST", "/admin/model", data, () => {});
+        form.reset();
+        await refreshModel();
+      } catch (error) {
+        showError("#activate-error", error);
+      }
+    });
+  });
+}
