@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.engine import EmbeddingEngine  # noqa: E402
-from service.gallery.store import GalleryStore, NewSample  # noqa: E402
+from service.gallery.store import NewSample, open_store  # noqa: E402
 from tests.service.live_server import Server  # noqa: E402
 from training.data.cache import SilhouetteCache  # noqa: E402
 from training.data.subjects import parse_subjects  # noqa: E402
@@ -38,7 +38,7 @@ from training.data.subjects import parse_subjects  # noqa: E402
 def fill_store(path: Path, cache: SilhouetteCache, size: int, frames: int, version: str) -> None:
     """``size`` samples of ``frames`` frames cut from the cache's sequences, with placeholder
     embeddings of another version (so the server embeds them all with its model at start)."""
-    store = GalleryStore(path)
+    store = open_store(path)
     usable = [i for i in range(len(cache)) if cache.lengths[i] >= frames]
     batch = []
     for n in range(size):

@@ -32,7 +32,7 @@ from gaitlab.gallery_build import build_into_store  # noqa: E402
 from models.default import default_model_path  # noqa: E402
 from models.engine import EmbeddingEngine  # noqa: E402
 from service.gallery.index import GalleryIndex  # noqa: E402
-from service.gallery.store import GalleryStore  # noqa: E402
+from service.gallery.store import open_store  # noqa: E402
 from service.recognition import Recognizer  # noqa: E402
 from tests.service.live_server import Server  # noqa: E402
 from training.data.cache import SilhouetteCache  # noqa: E402
@@ -122,7 +122,7 @@ def main() -> int:
         )
         print(f"gallery: {built.sequences} samples of {built.subjects} subjects")
 
-        store = GalleryStore(data_dir / "gallery.db")
+        store = open_store(data_dir / "gallery.db")
         engine = EmbeddingEngine(model, device="cpu", threads=args.threads)
         recognizer = Recognizer(engine, store)
         print(

@@ -56,11 +56,11 @@ def build_into_store(
     batch_size: int = 16,
     min_frames: int = MIN_FRAMES,
 ) -> BuildReport:
-    from service.gallery.store import GalleryStore
+    from service.gallery.store import open_store
 
     cache = _load(tree, subjects, conditions, min_frames)
     engine = EmbeddingEngine(model)
-    store = GalleryStore(Path(data_dir) / "gallery.db")
+    store = open_store(Path(data_dir) / "gallery.db")
     try:
         bar = tqdm(total=len(cache), desc="enrolling", unit="seq")
         for chunk in equal_length_batches(cache.lengths, batch_size):

@@ -23,7 +23,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from models.default import default_model_path
-    from service.gallery.store import GalleryStore, StoreVersionError
+    from service.gallery.store import StoreVersionError, open_store
     from service.logs import configure_logging
     from service.main import create_app
     from service.settings import InsecureBindError, Settings
@@ -33,7 +33,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         settings.check_bind(args.host)
         if settings.model is None:
             default_model_path()
-        GalleryStore(settings.gallery_path).close()  # created, migrated, or refused here
+        open_store(settings.store_target).close()  # created, migrated, or refused here
     except (ValidationError, InsecureBindError, FileNotFoundError, StoreVersionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

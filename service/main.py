@@ -19,7 +19,7 @@ from service.api.errors import install_error_handlers
 from service.api.gate import RequestGate
 from service.api.observe import install_observation
 from service.api.routes import admin, gallery, health, recognition, web
-from service.gallery.store import GalleryStore
+from service.gallery.store import GalleryStore, open_store
 from service.metrics import Metrics
 from service.recognition import Recognizer
 from service.refresh import (
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = GalleryStore(settings.gallery_path)
+        store = open_store(settings.store_target)
         start = read_active_model(store) or settings.model or default_model_path()
         engine = EmbeddingEngine(start, device=settings.device, threads=settings.threads)
         recognizer = Recognizer(

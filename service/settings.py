@@ -22,6 +22,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     data_dir: Path = Path("gaitlab-data")
+    # unset: the embedded SQLite gallery in data_dir; postgresql://…: a server replicas share
+    database_url: str | None = Field(None, repr=False, pattern=r"^postgres(ql)?://")
     model: Path | None = None  # None: the shipped default model
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, gt=0)
@@ -88,6 +90,11 @@ class Settings(BaseModel):
     @property
     def gallery_path(self) -> Path:
         return self.data_dir / "gallery.db"
+
+    @property
+    def store_target(self) -> str | Path:
+        """Where the gallery is: the database URL, or the SQLite file in the data dir."""
+        return self.database_url or self.gallery_path
 
     @property
     def models_dir(self) -> Path:

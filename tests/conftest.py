@@ -49,3 +49,29 @@ def manifest(shared_casia_b: Path) -> dict[tuple[str, str, str], int]:
     """(subject, condition, view) → frame count, from the shared manifest."""
     rows = (shared_casia_b / "manifest.tsv").read_text().splitlines()[1:]
     return {tuple(r.split("\t")[:3]): int(r.split("\t")[3]) for r in rows}
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server (``tests/postgres_server.py``), or the one named by
+    ``GAITLAB_TEST_DATABASE_URL``; skips the test when neither is to be had."""
+    if url := os.environ.get("GAITLAB_TEST_DATABASE_URL"):
+        yield url
+        return
+    pytest.importorskip("psycopg")
+    from tests.postgres_server import ThrowawayPostgres, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries on this machine")
+    server = ThrowawayPostgres(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a fresh, empty database."""
+    if isinstance(postgres_server, str):
+        return postgres_server
+    return postgres_server.new_database()

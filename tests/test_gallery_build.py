@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from gaitlab.cli import main
-from service.gallery.store import GalleryStore
+from service.gallery.store import open_store
 from tests.helpers import toy_model
 from tests.service.live_server import Server
 from tests.service.test_operations_e2e import ADMIN_KEY, CLIENT_KEY
@@ -29,7 +29,7 @@ def test_build_into_a_store(casia_b_tree, tmp_path, manifest, capsys):
     assert main(args) == 0
     expected = [k for k in manifest if k[0] in ("001", "005") and k[1] in NM_GALLERY.split(",")]
     assert f"enrolled {len(expected)} sequences of 2 subjects" in capsys.readouterr().out
-    store = GalleryStore(tmp_path / "data" / "gallery.db")
+    store = open_store(tmp_path / "data" / "gallery.db")
     subject = store.get_subject("005")
     assert {(s.condition, s.view) for s in subject.samples} == {
         (c, v) for s, c, v in expected if s == "005"

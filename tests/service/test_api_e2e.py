@@ -1,5 +1,6 @@
 """The service end to end: a real uvicorn process on a free port, real ONNX Runtime, FAISS and
-SQLite; enroll, identify, verify, delete, restart, and bad inputs answered with the right 4xx."""
+a real store (the embedded SQLite file, or a throwaway PostgreSQL server); enroll, identify,
+verify, delete, restart, and bad inputs answered with the right 4xx."""
 
 from __future__ import annotations
 
@@ -15,9 +16,13 @@ from tests.service.live_server import MAX_UPLOAD, Server
 from tests.service.test_recognition import person, walker_clip
 
 
-@pytest.fixture
-def server(tmp_path):
-    server = Server(toy_model(tmp_path / "toy.onnx", threshold=0.99), tmp_path / "data").start()
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(request, tmp_path):
+    env = {}
+    if request.param == "postgres":
+        env["GAITLAB_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    model = toy_model(tmp_path / "toy.onnx", threshold=0.99)
+    server = Server(model, tmp_path / "data", env=env).start()
     yield server
     server.stop()
 

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 
 from gaitlab.cli import main
-from service.gallery.store import GalleryStore
+from service.gallery.store import open_store
 from tests.helpers import toy_model
 from tests.service.live_server import Server
 from tests.service.test_recognition import person, walker_clip
@@ -128,7 +128,7 @@ def test_refresh_under_traffic_then_restart_and_refusals(tmp_path):
         assert client.get("/model").json()["gallery_samples"] == 1000
     finally:
         server.stop()
-    store = GalleryStore(tmp_path / "data" / "gallery.db")
+    store = open_store(tmp_path / "data" / "gallery.db")
     assert len(store.embeddings("a").sample_ids) == 0
     assert len(store.embeddings("b").sample_ids) == store.sample_count() == 1000
     store.close()
@@ -327,7 +327,7 @@ def test_sigkill_during_enrollments_loses_nothing_acknowledged(tmp_path):
     )
     assert lost == 0
     assert in_index == in_store >= len(acknowledged)
-    store = GalleryStore(tmp_path / "data" / "gallery.db")
+    store = open_store(tmp_path / "data" / "gallery.db")
     stored = store.embeddings("toy-1")
     assert len(stored.sample_ids) == store.sample_count() == in_store
     store.close()

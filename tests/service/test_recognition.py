@@ -9,7 +9,7 @@ import pytest
 
 from models.engine import EmbeddingEngine
 from service.clips import UnsupportedFormatError
-from service.gallery.store import GalleryStore, SubjectNotFoundError
+from service.gallery.store import SubjectNotFoundError, open_store
 from service.recognition import NoThresholdError, Recognizer, TooFewFramesError
 from tests.helpers import toy_model
 
@@ -32,7 +32,7 @@ def person(n: int) -> bytes:
 @pytest.fixture
 def recognizer(tmp_path):
     engine = EmbeddingEngine(toy_model(tmp_path / "toy.onnx", threshold=0.99), device="cpu")
-    store = GalleryStore(tmp_path / "gallery.db")
+    store = open_store(tmp_path / "gallery.db")
     yield Recognizer(engine, store)
     store.close()
 
@@ -67,7 +67,7 @@ def test_threshold_override_and_unknowns(recognizer):
 
 
 def test_restart_rebuilds_the_index_and_re_embeds_for_a_new_model(tmp_path):
-    store = GalleryStore(tmp_path / "gallery.db")
+    store = open_store(tmp_path / "gallery.db")
     first = Recognizer(EmbeddingEngine(toy_model(tmp_path / "a.onnx", version="a")), store)
     first.enroll("p0", person(0))
     first.enroll("p1", person(1))
@@ -91,7 +91,7 @@ def test_no_threshold_without_a_card(tmp_path):
     from tests.models.test_engine import reduce_model
 
     engine = EmbeddingEngine(reduce_model(tmp_path / "bare.onnx"), device="cpu")
-    store = GalleryStore(tmp_path / "g.db")
+    store = open_store(tmp_path / "g.db")
     recognizer = Recognizer(engine, store)
     with pytest.raises(NoThresholdError):
         recognizer.identify(person(0))

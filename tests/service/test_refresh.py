@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from models.engine import EmbeddingEngine
-from service.gallery.store import GalleryStore
+from service.gallery.store import open_store
 from service.recognition import Recognizer
 from service.refresh import (
     AlreadyActiveError,
@@ -21,7 +21,7 @@ from tests.service.test_recognition import person, walker_clip
 
 @pytest.fixture
 def gallery(tmp_path):
-    store = GalleryStore(tmp_path / "gallery.db")
+    store = open_store(tmp_path / "gallery.db")
     recognizer = Recognizer(EmbeddingEngine(toy_model(tmp_path / "a.onnx", version="a")), store)
     for n in range(4):
         recognizer.enroll(f"p{n}", person(n))

@@ -1,5 +1,6 @@
-"""service.gallery.store: a real SQLite file, durable writes, cascading deletes, schema
-versions and migrations, metadata checked before anything is stored."""
+"""service.gallery.store on both backends — a real SQLite file and a real (throwaway)
+PostgreSQL server: durable writes, cascading deletes, paging and filters, schema versions and
+migrations, metadata checked before anything is stored; SQLite's erasure on disk."""
 
 from __future__ import annotations
 
@@ -9,16 +10,15 @@ import numpy as np
 import pytest
 
 from gaitlab.cli import main
-from service.gallery import store as store_module
+from service.gallery import sqlite as sqlite_module
+from service.gallery.records import pack_silhouettes
+from service.gallery.sqlite import SCHEMA, SCHEMA_VERSION, SqliteStore
 from service.gallery.store import (
-    SCHEMA,
-    SCHEMA_VERSION,
-    GalleryStore,
     InvalidMetadataError,
     SampleNotFoundError,
     StoreVersionError,
     SubjectNotFoundError,
-    _pack,
+    open_store,
 )
 
 
@@ -28,9 +28,21 @@ def clip(frames: int, value: int = 255) -> np.ndarray:
     return silhouettes
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    """The same tests on each backend (PostgreSQL: a fresh database on a throwaway server)."""
+    if request.param == "sqlite":
+        target = tmp_path / "gallery.db"
+    else:
+        target = request.getfixturevalue("postgres_url")
+    store = open_store(target)
+    yield store
+    store.close()
+
+
 @pytest.fixture
-def store(tmp_path):
-    store = GalleryStore(tmp_path / "gallery.db")
+def sqlite_store(tmp_path):
+    store = SqliteStore(tmp_path / "gallery.db")
     yield store
     store.close()
 
@@ -59,7 +71,7 @@ def test_listing_is_paged_and_counts_samples(store):
     assert store.list_subjects(offset=2, limit=2)[0] == [("c", 1)]
 
 
-def test_deleting_a_subject_removes_its_samples_and_embeddings(store, tmp_path):
+def test_deleting_a_subject_removes_its_samples_and_embeddings(store):
     kept = store.add_sample("bob", clip(4), np.ones(4, np.float32), "v1")
     gone = [store.add_sample("eve", clip(4), np.ones(4, np.float32), "v1").id for _ in range(2)]
     assert sorted(store.delete_subject("eve")) == sorted(gone)
@@ -68,11 +80,7 @@ def test_deleting_a_subject_removes_its_samples_and_embeddings(store, tmp_path):
     with pytest.raises(SampleNotFoundError):
         store.silhouettes(gone[0])
     assert store.embeddings("v1").sample_ids.tolist() == [kept.id]
-    raw = sqlite3.connect(tmp_path / "gallery.db")
-    assert (
-        raw.execute("SELECT COUNT(*) FROM embeddings WHERE sample_id IN (?, ?)", gone).fetchone()[0]
-        == 0
-    )
+    assert store.samples_missing("v1") == []  # no orphan embeddings, no orphan samples
     with pytest.raises(SubjectNotFoundError):
         store.delete_subject("eve")
 
@@ -88,16 +96,23 @@ def test_deleting_one_sample(store):
         store.delete_sample("someone-else", second.id)
 
 
-def test_writes_survive_reopening(tmp_path):
-    path = tmp_path / "gallery.db"
-    first = GalleryStore(path)
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_writes_survive_reopening(request, tmp_path, backend):
+    target = (
+        tmp_path / "gallery.db" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    )
+    first = open_store(target)
     sample = first.add_sample("carol", clip(7), np.full(4, 2, np.float32), "v1")
     first.close()
-    again = GalleryStore(path)
+    again = open_store(target)
     assert again.get_subject("carol").samples[0].id == sample.id
     np.testing.assert_array_equal(again.silhouettes(sample.id), clip(7))
-    assert again._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert again.schema_version == 1
     again.close()
+
+
+def test_sqlite_runs_in_wal_mode(sqlite_store):
+    assert sqlite_store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_failed_write_leaves_nothing_behind(store):
@@ -116,14 +131,15 @@ def _files_bytes(path) -> bytes:
     return found
 
 
-def test_erasure_leaves_no_trace_in_the_files_on_disk(store):
+def test_sqlite_erasure_leaves_no_trace_in_the_files_on_disk(sqlite_store):
+    store = sqlite_store
     rng = np.random.default_rng(7)
     keep = clip(6)
     secret = (rng.random((9, 64, 44)) > 0.5).astype(np.uint8) * 255  # incompressible: unique
     secret_vector = rng.standard_normal(128).astype(np.float32)
     store.add_sample("keep", keep, np.ones(128, np.float32), "m1")
     sample = store.add_sample("erase-me", secret, secret_vector, "m1", metadata={"tag": "x"})
-    packed = _pack(secret)
+    packed = pack_silhouettes(secret)
     path = store.path
     store.checkpoint()  # before: a checkpoint copies everything into the database file
     before = _files_bytes(path)
@@ -147,44 +163,44 @@ def test_a_store_from_before_versioning_is_migrated_and_keeps_its_data(tmp_path)
     old.execute("INSERT INTO subjects (id, created_at) VALUES ('alice', 1.0)")
     old.commit()
     old.close()
-    store = GalleryStore(path)
+    store = open_store(path)
     assert store.schema_version == SCHEMA_VERSION == 1
     assert store.get_subject("alice").id == "alice"
     store.close()
-    assert GalleryStore(path).schema_version == 1  # opened again: nothing to do
+    assert open_store(path).schema_version == 1  # opened again: nothing to do
 
 
 def test_a_store_from_a_newer_release_is_refused_with_a_clear_message(tmp_path, capsys):
     path = tmp_path / "data" / "gallery.db"
-    GalleryStore(path).close()
+    open_store(path).close()
     newer = sqlite3.connect(path)
     newer.execute("PRAGMA user_version = 99")
     newer.close()
     with pytest.raises(StoreVersionError, match="schema 99, written by a newer GaitLab"):
-        GalleryStore(path)
+        open_store(path)
     assert main(["serve", "--data-dir", str(tmp_path / "data")]) == 2
     assert "newer GaitLab" in capsys.readouterr().err
 
 
 def test_forward_migrations_run_in_order_each_atomic(tmp_path, monkeypatch):
     path = tmp_path / "g.db"
-    GalleryStore(path).close()
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
+    open_store(path).close()
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 3)
     monkeypatch.setattr(
-        store_module,
+        sqlite_module,
         "MIGRATIONS",
         {
             2: "ALTER TABLE subjects ADD COLUMN note TEXT;",
             3: "UPDATE subjects SET note = 'v3';",
         },
     )
-    store = GalleryStore(path)
+    store = open_store(path)
     assert store.schema_version == 3
     store.close()
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 4)
-    monkeypatch.setattr(store_module, "MIGRATIONS", {4: "THIS IS NOT SQL;"})
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 4)
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", {4: "THIS IS NOT SQL;"})
     with pytest.raises(sqlite3.Error):
-        GalleryStore(path)
+        open_store(path)
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == 3  # the failed step left nothing
     check.close()
@@ -200,12 +216,59 @@ def test_forward_migrations_run_in_order_each_atomic(tmp_path, monkeypatch):
         (["not", "an", "object"], "object"),
     ],
 )
-def test_metadata_that_cannot_be_stored_is_refused_before_the_transaction(
-    tmp_path, metadata, words
-):
-    store = GalleryStore(tmp_path / "g.db")
+def test_metadata_that_cannot_be_stored_is_refused_before_the_transaction(store, metadata, words):
     with pytest.raises(InvalidMetadataError, match=words):
         store.add_sample("s", np.zeros((3, 64, 44), np.uint8), np.ones(8), "v1", metadata=metadata)
     with pytest.raises(SubjectNotFoundError):
         store.get_subject("s")
-    store.close()
+
+
+def test_listing_filters_by_id_literally(store):
+    for name in ("Anna_1", "anna-2", "ben", "a%b"):
+        store.add_sample(name, clip(3), np.zeros(4, np.float32), "v1")
+    assert store.list_subjects(contains="ANNA")[0] == [("Anna_1", 1), ("anna-2", 1)]
+    assert store.list_subjects(contains="a_")[0] == [("Anna_1", 1)]  # "_" is not a wildcard
+    assert store.list_subjects(contains="%")[0] == [("a%b", 1)]
+    assert store.list_subjects(contains="zzz") == ([], 0)
+
+
+def test_embeddings_are_replaced_dropped_and_reported_missing(store):
+    first = store.add_sample("a", clip(3), np.zeros(4, np.float32), "v1")
+    second = store.add_sample("b", clip(3), np.zeros(4, np.float32), "v1")
+    assert store.samples_missing("v2") == [first.id, second.id]
+    store.put_embeddings([first.id, 999999], "v2", np.ones((2, 4), np.float32))  # 999999: gone
+    store.put_embedding(first.id, "v2", np.full(4, 3, np.float32))  # replaces
+    assert store.samples_missing("v2") == [second.id]
+    np.testing.assert_array_equal(store.embeddings("v2").vectors, np.full((1, 4), 3, np.float32))
+    assert store.drop_embeddings_except("v2") == 2
+    assert store.drop_embeddings_of("v2") == 1
+    assert store.sample_count() == 2
+
+
+def test_service_state_and_ping(store):
+    assert store.get_state("active_model") is None
+    store.set_state("active_model", "a")
+    store.set_state("active_model", "b")
+    assert store.get_state("active_model") == "b"
+    assert store.ping()
+
+
+def test_a_postgres_store_from_a_newer_release_is_refused(postgres_url):
+    import psycopg
+
+    open_store(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("UPDATE gaitlab_schema SET version = 99")
+    with pytest.raises(StoreVersionError, match="schema 99, written by a newer GaitLab"):
+        open_store(postgres_url)
+
+
+def test_postgres_replicas_opening_together_create_the_schema_once(postgres_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        stores = list(pool.map(lambda _: open_store(postgres_url), range(4)))
+    stores[0].add_sample("x", clip(3), np.zeros(4, np.float32), "v1")
+    assert [s.list_subjects()[1] for s in stores] == [1, 1, 1, 1]  # one database, seen by all
+    for store in stores:
+        store.close()
