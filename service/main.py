@@ -32,6 +32,7 @@ from service.refresh import (
     read_active_model,
     record_active_model,
 )
+from service.replication import ChangeFollower
 from service.self_test import SelfTest
 from service.settings import Settings
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store = open_store(settings.store_target)
+        position = store.change_position()  # before the index is built: nothing is missed
         start = read_active_model(store) or settings.model or default_model_path()
         engine = EmbeddingEngine(start, device=settings.device, threads=settings.threads)
         recognizer = Recognizer(
@@ -81,6 +83,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.recognizer, app.state.refresher = recognizer, refresher
         app.state.self_test = self_test = SelfTest(recognizer, settings.self_test_interval_s)
         self_test.start()
+        # replicas of a shared database follow its change log; the embedded one has no others
+        app.state.follower = follower = ChangeFollower(recognizer, position, settings.poll_s)
+        if settings.database_url:
+            follower.start()
         log.info(
             "serving",
             extra={
@@ -95,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            follower.stop()
             self_test.stop()
             refresher.stop()
             store.close()

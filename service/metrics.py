@@ -13,6 +13,7 @@ from prometheus_client import (
 
 from service.recognition import Recognizer
 from service.refresh import ModelRefresher
+from service.replication import ChangeFollower
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -70,6 +71,16 @@ class Metrics:
         self.refresh_total = Gauge(
             "gaitlab_refresh_samples_total", "samples the refresh re-embeds", registry=self.registry
         )
+        self.change_position = Gauge(
+            "gaitlab_change_position",
+            "the last change of the store's change log applied to this replica's index",
+            registry=self.registry,
+        )
+        self.replica_lag = Gauge(
+            "gaitlab_replica_lag_seconds",
+            "from the commit of the last change applied here to its application",
+            registry=self.registry,
+        )
 
     def observe_step(self, step: str, seconds: float) -> None:
         self.steps.labels(step).observe(seconds)
@@ -77,8 +88,12 @@ class Metrics:
     def error(self, kind: str) -> None:
         self.errors.labels(kind).inc()
 
-    def render(self, recognizer: Recognizer, refresher: ModelRefresher) -> bytes:
+    def render(
+        self, recognizer: Recognizer, refresher: ModelRefresher, follower: ChangeFollower
+    ) -> bytes:
         """The Prometheus text exposition, with the gauges read now."""
+        self.change_position.set(follower.position)
+        self.replica_lag.set(follower.lag_s or 0.0)
         active = recognizer.active
         self.gallery_samples.set(len(active.index))
         self.gallery_subjects.set(active.index.subjects)

@@ -295,6 +295,22 @@ class Recognizer:
             )
         return samples
 
+    def apply_enrolled(self, sample_ids: list[int], model_version: str | None) -> None:
+        """Another replica enrolled these samples: index them (embeddings by the active model
+        only; samples enrolled with another model are indexed when that model activates)."""
+        active = self.active
+        if model_version != active.version:
+            return
+        found = self.store.embeddings_of(sample_ids, active.version)
+        if len(found.sample_ids):
+            active.index.add(found.sample_ids, found.subject_ids, found.vectors)
+
+    def apply_deleted(self, sample_ids: list[int]) -> None:
+        """Another replica deleted these samples: forget them here too."""
+        with self.write_lock:
+            self.active.index.remove(sample_ids)
+            self.pictures.forget(sample_ids)
+
     def picture(self, sample_id: int, kind: Kind) -> bytes:
         """A stored sample's GEI or frame strip as PNG (cached); ``SampleNotFoundError``."""
         picture = self.pictures.get(sample_id, kind, lambda: self.store.silhouettes(sample_id))

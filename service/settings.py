@@ -24,6 +24,7 @@ class Settings(BaseModel):
     data_dir: Path = Path("gaitlab-data")
     # unset: the embedded SQLite gallery in data_dir; postgresql://…: a server replicas share
     database_url: str | None = Field(None, repr=False, pattern=r"^postgres(ql)?://")
+    poll_s: float = Field(1.0, gt=0)  # replicas: change-log polling when no notification comes
     model: Path | None = None  # None: the shipped default model
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, gt=0)

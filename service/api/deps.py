@@ -10,6 +10,7 @@ from service.clips import ClipTooLargeError
 from service.metrics import Metrics
 from service.recognition import Recognizer
 from service.refresh import ModelRefresher
+from service.replication import ChangeFollower
 from service.self_test import SelfTest
 from service.settings import Settings
 
@@ -34,11 +35,16 @@ def get_self_test(request: Request) -> SelfTest:
     return request.app.state.self_test
 
 
+def get_follower(request: Request) -> ChangeFollower:
+    return request.app.state.follower
+
+
 RecognizerDep = Annotated[Recognizer, Depends(get_recognizer)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RefresherDep = Annotated[ModelRefresher, Depends(get_refresher)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 SelfTestDep = Annotated[SelfTest, Depends(get_self_test)]
+FollowerDep = Annotated[ChangeFollower, Depends(get_follower)]
 
 SUBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 

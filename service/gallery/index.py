@@ -67,16 +67,23 @@ class GalleryIndex:
         return len(self._samples_of)
 
     def add(self, sample_ids: np.ndarray, subject_ids: list[str], vectors: np.ndarray) -> None:
-        """In sample_ids: int64 [n], subject_ids: n strings, vectors: float32 [n, dim]."""
+        """In sample_ids: int64 [n], subject_ids: n strings, vectors: float32 [n, dim].
+        Samples already in the index are left as they are (adding twice changes nothing)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"vectors must be [n, {self.dim}]; got {vectors.shape}")
         with self._lock:
-            ids = np.asarray(sample_ids, dtype=np.int64)
+            new = [i for i, sample_id in enumerate(map(int, sample_ids))
+                   if sample_id not in self._subject_of]  # fmt: skip
+            if not new:
+                return
+            ids = np.asarray(sample_ids, dtype=np.int64)[new]
+            vectors = vectors[new]
+            subject_ids = [subject_ids[i] for i in new]
             self._index.add_with_ids(vectors, ids)
             if self._gpu_index is not None:
                 self._gpu_index.add_with_ids(vectors, ids)
-            for sample_id, subject_id in zip(map(int, sample_ids), subject_ids, strict=True):
+            for sample_id, subject_id in zip(map(int, ids), subject_ids, strict=True):
                 self._subject_of[sample_id] = subject_id
                 self._samples_of.setdefault(subject_id, set()).add(sample_id)
                 self._most = max(self._most, len(self._samples_of[subject_id]))

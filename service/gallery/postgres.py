@@ -22,10 +22,22 @@ from contextlib import contextmanager
 from service.gallery.records import StoreVersionError
 from service.gallery.store import GalleryStore
 
-SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, str] = {}
+SCHEMA_VERSION = 2
+MIGRATIONS: dict[int, str] = {
+    2: """
+    CREATE TABLE IF NOT EXISTS changes (
+        id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        kind          TEXT NOT NULL,
+        sample_ids    TEXT NOT NULL DEFAULT '[]',
+        model_version TEXT,
+        at            DOUBLE PRECISION NOT NULL
+    );
+    """,
+}
 """SQL that takes a store from version v - 1 to v, for v from 2 up to ``SCHEMA_VERSION``."""
 SCHEMA_LOCK = 0x6761_6974  # advisory lock key held while the schema is created or migrated
+WRITE_LOCK = 0x6761_6975  # held by every write: commits, and so change ids, come in one order
+CHANNEL = "gaitlab_changes"  # NOTIFY'd by every write, LISTENed to by replicas
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subjects (
@@ -90,6 +102,7 @@ class PostgresStore(GalleryStore):
             url, min_size=min_size, max_size=max_size, open=True, kwargs={"autocommit": True}
         )
         self._vacuum_lock = threading.Lock()
+        self._listener = None  # the replica's LISTEN connection, opened on first wait
         try:
             self._pool.wait(timeout=30)
             self._migrate()
@@ -120,12 +133,28 @@ class PostgresStore(GalleryStore):
         return int(self._read("SELECT version FROM gaitlab_schema")[0][0])
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         self._pool.close()
 
     @contextmanager
     def _write(self) -> Iterator[_Connection]:
+        """One transaction under the write lock (so change ids are committed in order), which
+        wakes the replicas on commit."""
         with self._pool.connection() as connection, connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             yield _Connection(connection)
+            connection.execute(f"NOTIFY {CHANNEL}")
+
+    def wait_for_change(self, timeout: float) -> None:
+        """LISTEN on a connection of its own; returns on a notification or after ``timeout``."""
+        if self._listener is None:
+            import psycopg
+
+            self._listener = psycopg.connect(self.url, autocommit=True)
+            self._listener.execute(f"LISTEN {CHANNEL}")
+        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+            pass
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._pool.connection() as connection:

@@ -128,6 +128,21 @@ class EmbeddingSet:
     vectors: np.ndarray
 
 
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change log: what a committed write did, for replicas to follow.
+
+    kind: "enroll" (samples and their embeddings by ``model_version``), "delete" (samples),
+    "activate" (``model_version`` became the active model). ``at``: commit time, epoch seconds.
+    """
+
+    id: int
+    kind: str
+    sample_ids: list[int]
+    model_version: str | None
+    at: float
+
+
 def pack_silhouettes(silhouettes: np.ndarray) -> bytes:
     return zlib.compress(np.ascontiguousarray(silhouettes, dtype=np.uint8).tobytes(), level=6)
 

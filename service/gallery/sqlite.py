@@ -17,11 +17,21 @@ from pathlib import Path
 from service.gallery.records import StoreVersionError
 from service.gallery.store import GalleryStore
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The gallery schema this release writes. A store at an older version is migrated forward when
 opened; one at a newer version is refused."""
 
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    2: """
+    CREATE TABLE IF NOT EXISTS changes (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind          TEXT NOT NULL,
+        sample_ids    TEXT NOT NULL DEFAULT '[]',
+        model_version TEXT,
+        at            REAL NOT NULL
+    );
+    """,
+}
 """SQL that takes a store from version v - 1 to v, for v from 2 up to ``SCHEMA_VERSION``.
 Version 1 is ``SCHEMA``; stores of releases before versioning read 0 and hold that schema."""
 

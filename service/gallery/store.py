@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from service.gallery.records import (
+    Change,
     EmbeddingSet,
     InvalidMetadataError,
     NewSample,
@@ -38,6 +39,7 @@ from service.gallery.records import (
 )
 
 __all__ = [
+    "Change",
     "EmbeddingSet",
     "GalleryStore",
     "InvalidMetadataError",
@@ -86,6 +88,18 @@ class GalleryStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Return when a change may have been logged, or after ``timeout`` seconds (a backend
+        that can be told, such as PostgreSQL's LISTEN/NOTIFY, returns sooner)."""
+        time.sleep(timeout)
+
+    def _log(self, db: Any, kind: str, sample_ids: list[int], model_version: str | None) -> None:
+        """Append to the change log, inside the write's own transaction."""
+        db.execute(
+            "INSERT INTO changes (kind, sample_ids, model_version, at) VALUES (?, ?, ?, ?)",
+            (kind, json.dumps([int(i) for i in sample_ids]), model_version, time.time()),
+        )
 
     @property
     @abstractmethod
@@ -145,7 +159,7 @@ class GalleryStore(ABC):
                 )
                 stored.append(
                     Sample(
-                        int(sample_id),
+                        int(sample_id),  # logged below, with the rest of this transaction
                         item.subject_id,
                         now,
                         frames,
@@ -154,6 +168,7 @@ class GalleryStore(ABC):
                         item.metadata,
                     )
                 )
+            self._log(db, "enroll", [s.id for s in stored], model_version)
         return stored
 
     def delete_subject(self, subject_id: str) -> list[int]:
@@ -163,6 +178,7 @@ class GalleryStore(ABC):
             ids = [int(r[0]) for r in rows.fetchall()]
             if db.execute("DELETE FROM subjects WHERE id = ?", (subject_id,)).rowcount == 0:
                 raise SubjectNotFoundError.of(subject_id)
+            self._log(db, "delete", ids, None)
         self._after_delete()
         return ids
 
@@ -174,6 +190,7 @@ class GalleryStore(ABC):
             ).rowcount
             if deleted == 0:
                 raise SampleNotFoundError(f"no sample {sample_id} of subject {subject_id!r}")
+            self._log(db, "delete", [sample_id], None)
         self._after_delete()
 
     def put_embedding(self, sample_id: int, model_version: str, vector: np.ndarray) -> None:
@@ -277,10 +294,33 @@ class GalleryStore(ABC):
             " ON s.id = e.sample_id WHERE e.model_version = ? ORDER BY e.sample_id",
             (model_version,),
         )
-        if not rows:
+        return _embedding_set(rows)
+
+    def change_position(self) -> int:
+        """The id of the last change logged (0 when none)."""
+        return int(self._read("SELECT COALESCE(MAX(id), 0) FROM changes")[0][0])
+
+    def changes_since(self, position: int, limit: int = 1000) -> list[Change]:
+        """Changes logged after ``position``, oldest first (at most ``limit``)."""
+        rows = self._read(
+            "SELECT id, kind, sample_ids, model_version, at FROM changes WHERE id > ?"
+            " ORDER BY id LIMIT ?",
+            (position, limit),
+        )
+        return [Change(int(r[0]), r[1], json.loads(r[2]), r[3], float(r[4])) for r in rows]
+
+    def embeddings_of(self, sample_ids: list[int], model_version: str) -> EmbeddingSet:
+        """The embeddings by ``model_version`` of these samples (those still stored)."""
+        if not sample_ids:
             return EmbeddingSet(np.empty(0, np.int64), [], np.empty((0, 0), np.float32))
-        vectors = np.stack([np.frombuffer(bytes(r[2]), dtype=np.float32) for r in rows])
-        return EmbeddingSet(np.array([r[0] for r in rows], np.int64), [r[1] for r in rows], vectors)
+        marks = ", ".join("?" * len(sample_ids))
+        rows = self._read(
+            "SELECT e.sample_id, s.subject_id, e.vector FROM embeddings e JOIN samples s"
+            f" ON s.id = e.sample_id WHERE e.model_version = ? AND e.sample_id IN ({marks})"
+            " ORDER BY e.sample_id",
+            (model_version, *map(int, sample_ids)),
+        )
+        return _embedding_set(rows)
 
     def ping(self) -> bool:
         """The database answers a query (for readiness)."""
@@ -288,6 +328,14 @@ class GalleryStore(ABC):
             return self._read("SELECT 1") == [(1,)]
         except Exception:  # any driver error means: not ready
             return False
+
+
+def _embedding_set(rows: list[tuple]) -> EmbeddingSet:
+    """Rows of (sample id, subject id, vector bytes) as an ``EmbeddingSet``."""
+    if not rows:
+        return EmbeddingSet(np.empty(0, np.int64), [], np.empty((0, 0), np.float32))
+    vectors = np.stack([np.frombuffer(bytes(r[2]), dtype=np.float32) for r in rows])
+    return EmbeddingSet(np.array([r[0] for r in rows], np.int64), [r[1] for r in rows], vectors)
 
 
 def open_store(target: str | Path) -> GalleryStore:

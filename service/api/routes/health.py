@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from service.api.auth import CLIENT
-from service.api.deps import MetricsDep, RecognizerDep, RefresherDep, SelfTestDep
+from service.api.deps import FollowerDep, MetricsDep, RecognizerDep, RefresherDep, SelfTestDep
 from service.api.errors import error_responses
 from service.metrics import CONTENT_TYPE
 
@@ -28,18 +28,21 @@ def livez() -> dict:
 
 
 @router.get("/readyz", responses={503: {"description": "not ready: the store or model failed"}})
-def readyz(recognizer: RecognizerDep, self_test: SelfTestDep) -> JSONResponse:
-    """Ready to serve: a model is loaded, the store answers, the last self-test passed."""
+def readyz(
+    recognizer: RecognizerDep, self_test: SelfTestDep, follower: FollowerDep
+) -> JSONResponse:
+    """Ready to serve: a model is loaded, the store answers, the last self-test passed; and,
+    for replicas of a shared database, the lag of the last change applied (seconds)."""
     checks = {
         "model": recognizer.active is not None,
         "store": recognizer.store.ping(),
         "self_test": self_test.ok,
     }
     ready = all(checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    answer: dict = {"status": "ready" if ready else "not ready", "checks": checks}
+    if follower.lag_s is not None:
+        answer["replica_lag_s"] = round(follower.lag_s, 3)
+    return JSONResponse(answer, status_code=200 if ready else 503)
 
 
 @router.get("/model", dependencies=[CLIENT], responses=error_responses(401))
@@ -63,7 +66,12 @@ def model(recognizer: RecognizerDep, refresher: RefresherDep, self_test: SelfTes
 
 
 @router.get("/metrics", dependencies=[CLIENT], responses=error_responses(401))
-def metrics(recognizer: RecognizerDep, refresher: RefresherDep, metrics: MetricsDep) -> Response:
+def metrics(
+    recognizer: RecognizerDep,
+    refresher: RefresherDep,
+    follower: FollowerDep,
+    metrics: MetricsDep,
+) -> Response:
     """Prometheus metrics: requests and latency per route, embed and search time, gallery size,
-    the model, refresh progress, errors by kind."""
-    return Response(metrics.render(recognizer, refresher), media_type=CONTENT_TYPE)
+    the model, refresh progress, errors by kind, the change-log position and replica lag."""
+    return Response(metrics.render(recognizer, refresher, follower), media_type=CONTENT_TYPE)

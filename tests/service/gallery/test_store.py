@@ -15,6 +15,7 @@ from service.gallery.records import pack_silhouettes
 from service.gallery.sqlite import SCHEMA, SCHEMA_VERSION, SqliteStore
 from service.gallery.store import (
     InvalidMetadataError,
+    NewSample,
     SampleNotFoundError,
     StoreVersionError,
     SubjectNotFoundError,
@@ -107,7 +108,7 @@ def test_writes_survive_reopening(request, tmp_path, backend):
     again = open_store(target)
     assert again.get_subject("carol").samples[0].id == sample.id
     np.testing.assert_array_equal(again.silhouettes(sample.id), clip(7))
-    assert again.schema_version == 1
+    assert again.schema_version == 2
     again.close()
 
 
@@ -164,10 +165,11 @@ def test_a_store_from_before_versioning_is_migrated_and_keeps_its_data(tmp_path)
     old.commit()
     old.close()
     store = open_store(path)
-    assert store.schema_version == SCHEMA_VERSION == 1
+    assert store.schema_version == SCHEMA_VERSION == 2
     assert store.get_subject("alice").id == "alice"
+    assert store.change_position() == 0  # the change log (schema 2) was added, empty
     store.close()
-    assert open_store(path).schema_version == 1  # opened again: nothing to do
+    assert open_store(path).schema_version == 2  # opened again: nothing to do
 
 
 def test_a_store_from_a_newer_release_is_refused_with_a_clear_message(tmp_path, capsys):
@@ -185,24 +187,26 @@ def test_a_store_from_a_newer_release_is_refused_with_a_clear_message(tmp_path, 
 def test_forward_migrations_run_in_order_each_atomic(tmp_path, monkeypatch):
     path = tmp_path / "g.db"
     open_store(path).close()
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 3)
+    real = dict(sqlite_module.MIGRATIONS)
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 4)
     monkeypatch.setattr(
         sqlite_module,
         "MIGRATIONS",
         {
-            2: "ALTER TABLE subjects ADD COLUMN note TEXT;",
-            3: "UPDATE subjects SET note = 'v3';",
+            **real,
+            3: "ALTER TABLE subjects ADD COLUMN note TEXT;",
+            4: "UPDATE subjects SET note = 'v4';",
         },
     )
     store = open_store(path)
-    assert store.schema_version == 3
+    assert store.schema_version == 4
     store.close()
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 4)
-    monkeypatch.setattr(sqlite_module, "MIGRATIONS", {4: "THIS IS NOT SQL;"})
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 5)
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", {5: "THIS IS NOT SQL;"})
     with pytest.raises(sqlite3.Error):
         open_store(path)
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 3  # the failed step left nothing
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 4  # the failed step left nothing
     check.close()
 
 
@@ -272,3 +276,31 @@ def test_postgres_replicas_opening_together_create_the_schema_once(postgres_url)
     assert [s.list_subjects()[1] for s in stores] == [1, 1, 1, 1]  # one database, seen by all
     for store in stores:
         store.close()
+
+
+def test_every_write_is_logged_in_commit_order(store):
+    start = store.change_position()
+    a = store.add_sample("a", clip(3), np.zeros(4, np.float32), "v1")
+    b, c = store.add_samples(
+        [
+            NewSample("b", clip(3), np.zeros(4, np.float32)),
+            NewSample("b", clip(4), np.zeros(4, np.float32)),
+        ],
+        "v1",
+    )
+    store.delete_sample("b", b.id)
+    store.delete_subject("a")
+    with pytest.raises(SubjectNotFoundError):
+        store.delete_subject("a")  # refused writes log nothing
+    changes = store.changes_since(start)
+    assert [(ch.kind, ch.sample_ids, ch.model_version) for ch in changes] == [
+        ("enroll", [a.id], "v1"),
+        ("enroll", [b.id, c.id], "v1"),
+        ("delete", [b.id], None),
+        ("delete", [a.id], None),
+    ]
+    assert [ch.id for ch in changes] == sorted(ch.id for ch in changes)
+    assert store.change_position() == changes[-1].id
+    assert store.changes_since(changes[1].id, limit=1)[0].kind == "delete"
+    found = store.embeddings_of([a.id, c.id, 999], "v1")
+    assert found.sample_ids.tolist() == [c.id]  # a was deleted; 999 never existed

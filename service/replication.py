@@ -1,0 +1,75 @@
+"""Keeping a replica's in-memory index current from the store's change log.
+
+Replicas share one database; each holds its own index, built at start. A ``ChangeFollower``
+thread then applies every change logged after the position the index was built at: woken by
+the database (LISTEN/NOTIFY on PostgreSQL) or, failing that, every ``poll_s`` seconds. Applying
+is idempotent (an index add skips samples it has, a remove of a missing sample does nothing),
+so a replica's own writes — already in its index when they are answered — and a change seen
+twice do no harm. ``lag_s`` is the time from a change's commit to its application here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from service.gallery.records import Change
+from service.recognition import Recognizer
+
+log = logging.getLogger("gaitlab.replication")
+
+
+class ChangeFollower:
+    def __init__(self, recognizer: Recognizer, position: int, poll_s: float = 1.0):
+        """``position``: the last change the recognizer's index already reflects (read before
+        the index was built, so nothing between is missed)."""
+        self.recognizer = recognizer
+        self.position = position
+        self.poll_s = poll_s
+        self.lag_s: float | None = None  # of the last change applied
+        self.applied = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def catch_up(self) -> int:
+        """Apply every change logged since ``position``; returns how many."""
+        store = self.recognizer.store
+        count = 0
+        with self._lock:
+            while changes := store.changes_since(self.position):
+                for change in changes:
+                    self._apply(change)
+                    self.position = change.id
+                    self.lag_s = max(0.0, time.time() - change.at)
+                count += len(changes)
+            self.applied += count
+        return count
+
+    def _apply(self, change: Change) -> None:
+        if change.kind == "enroll":
+            self.recognizer.apply_enrolled(change.sample_ids, change.model_version)
+        elif change.kind == "delete":
+            self.recognizer.apply_deleted(change.sample_ids)
+        else:
+            log.warning("unknown change kind", extra={"kind": change.kind, "id": change.id})
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="change-follower", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        store = self.recognizer.store
+        while not self._stop.is_set():
+            try:
+                self.catch_up()
+                store.wait_for_change(self.poll_s)
+            except Exception:  # the database went away: keep serving, retry
+                log.exception("following the change log failed; retrying")
+                self._stop.wait(self.poll_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.poll_s + 5)
