@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import itertools
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -129,6 +130,25 @@ def _image_frames(data: bytes, budget: FrameBudget, one_frame: bool = False) -> 
         raise CorruptClipError(f"unreadable image: {error}") from error
 
 
+ZIP_END = b"PK\x05\x06"  # end of central directory record
+ZIP_ENTRY_SLACK = 16  # directories and stray files beside the frames
+ZIP_STORED_OR_DEFLATED = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+
+
+def _check_zip_directory(data: bytes, limits: ClipLimits) -> None:
+    """From the end-of-central-directory record, before Python parses a single entry: an
+    archive of more entries than a clip has frames (or a zip64 one) is refused."""
+    end = data.rfind(ZIP_END, max(0, len(data) - 65_536 - 22))
+    if end < 0 or len(data) < end + 22:
+        raise CorruptClipError("unreadable zip archive: no end of central directory")
+    entries = int.from_bytes(data[end + 10 : end + 12], "little")
+    if entries == 0xFFFF or entries > limits.max_frames + ZIP_ENTRY_SLACK:
+        raise ClipTooLargeError(
+            f"the zip holds {'over 65,534' if entries == 0xFFFF else entries} entries; "
+            f"a clip has at most {limits.max_frames} frames"
+        )
+
+
 def _safe_member_names(archive: zipfile.ZipFile, limits: ClipLimits) -> list[zipfile.ZipInfo]:
     members = [m for m in archive.infolist() if not m.is_dir()]
     total = 0
@@ -136,6 +156,13 @@ def _safe_member_names(archive: zipfile.ZipFile, limits: ClipLimits) -> list[zip
         path = PurePosixPath(member.filename.replace("\\", "/"))
         if path.is_absolute() or ".." in path.parts or ":" in member.filename:
             raise UnsafeArchiveError(f"archive member {member.filename!r} has an unsafe path")
+        if member.flag_bits & 0x1:
+            raise UnsupportedFormatError(f"archive member {member.filename!r} is encrypted")
+        if member.compress_type not in ZIP_STORED_OR_DEFLATED:
+            raise UnsupportedFormatError(
+                f"archive member {member.filename!r} is compressed with method "
+                f"{member.compress_type}; only stored and deflated members are read"
+            )
         if member.file_size > limits.max_compression_ratio * max(member.compress_size, 1):
             raise UnsafeArchiveError(f"archive member {member.filename!r} expands suspiciously")
         total += member.file_size
@@ -145,8 +172,13 @@ def _safe_member_names(archive: zipfile.ZipFile, limits: ClipLimits) -> list[zip
 
 
 def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:
-    with archive.open(member) as handle:
-        data = handle.read(member.file_size + 1)
+    try:
+        with archive.open(member) as handle:
+            data = handle.read(member.file_size + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError) as error:
+        raise CorruptClipError(
+            f"archive member {member.filename!r} is unreadable: {error}"
+        ) from None
     if len(data) > member.file_size:  # the header lied about the size
         raise UnsafeArchiveError(f"archive member {member.filename!r} is larger than declared")
     return data
@@ -178,9 +210,10 @@ def _npy_array(data: bytes, budget: FrameBudget) -> np.ndarray:
 
 def _from_zip(data: bytes, budget: FrameBudget) -> np.ndarray | list[np.ndarray]:
     limits = budget.limits
+    _check_zip_directory(data, limits)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as error:
+    except (zipfile.BadZipFile, ValueError, EOFError) as error:
         raise CorruptClipError(f"unreadable zip archive: {error}") from error
     with archive:
         members = _safe_member_names(archive, limits)

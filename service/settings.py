@@ -40,6 +40,7 @@ class Settings(BaseModel):
     body_idle_timeout_s: float = Field(10.0, gt=0)  # longest pause while a body arrives
     body_min_rate: int = Field(16 * 1024, ge=0)  # bytes/s a body must average after the grace
     body_grace_s: float = Field(10.0, ge=0)
+    body_timeout_s: float = Field(600.0, gt=0)  # a whole body, however fast it arrives
     # admin: gallery writes, model refresh, and all a client may do; client: identify, verify, reads
     admin_keys: tuple[str, ...] = Field((), repr=False)
     client_keys: tuple[str, ...] = Field((), repr=False)

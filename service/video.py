@@ -62,20 +62,33 @@ def decode_video(data: bytes, limits: ClipLimits) -> list[np.ndarray]:
     command = [sys.executable, "-m", "service.video"]
     command += [str(v) for v in (limits.max_frames, limits.max_frame_pixels)]
     command += [str(limits.max_total_pixels), str(address_space_for(limits))]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    command.append(str(len(data) + (1 << 20)))  # the most the child may write: the upload
+    # nothing of the service's environment (keys, database URL) reaches the decoder
+    env = {name: os.environ[name] for name in ("PATH", "PYTHONPATH") if name in os.environ}
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", LC_ALL="C")
     try:
         done = subprocess.run(command, input=data, capture_output=True, timeout=TIMEOUT_S, env=env)
     except subprocess.TimeoutExpired:
         raise ClipTooLargeError(f"the video took over {TIMEOUT_S} s to decode") from None
-    if done.returncode == _REFUSED:
-        refusal = json.loads(done.stderr.decode().strip().splitlines()[-1])
-        raise _ERRORS[refusal["code"]](refusal["detail"])
+    if done.returncode == _REFUSED and (refusal := _refusal(done.stderr)):
+        raise refusal
     if done.returncode != 0:
         if b"MemoryError" in done.stderr or b"Insufficient memory" in done.stderr:
             raise ClipTooLargeError("the video needs more memory to decode than a clip may use")
         raise CorruptClipError("the video could not be decoded")
     frames = np.load(io.BytesIO(done.stdout), allow_pickle=False)
     return list(frames)
+
+
+def _refusal(stderr: bytes) -> ClipError | None:
+    """The child's refusal: its last stderr line, JSON with a known code (else ``None``)."""
+    for line in reversed(stderr.decode("utf-8", "replace").splitlines()):
+        try:
+            refusal = json.loads(line)
+            return _ERRORS[refusal["code"]](str(refusal["detail"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def _decode_here(path: str, budget: FrameBudget) -> np.ndarray:
@@ -106,9 +119,10 @@ def _decode_here(path: str, budget: FrameBudget) -> np.ndarray:
 
 
 def main(argv: list[str]) -> int:
-    max_frames, max_frame_pixels, max_total_pixels, address_space = map(int, argv)
+    max_frames, max_frame_pixels, max_total_pixels, address_space, file_size = map(int, argv)
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     resource.setrlimit(resource.RLIMIT_CPU, (TIMEOUT_S, TIMEOUT_S))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
     limits = ClipLimits(
         max_frames=max_frames,
         max_frame_pixels=max_frame_pixels,
@@ -123,7 +137,9 @@ def main(argv: list[str]) -> int:
         except ClipError as error:
             print(json.dumps({"code": error.code, "detail": error.detail}), file=sys.stderr)
             return _REFUSED
-    np.save(sys.stdout.buffer, frames, allow_pickle=False)
+    out = io.BytesIO()
+    np.save(out, frames, allow_pickle=False)
+    sys.stdout.buffer.write(out.getvalue())
     return 0
 
 

@@ -42,7 +42,7 @@ class AuthError(ServiceError):
 
 def presented_key(headers: dict[bytes, bytes]) -> str | None:
     """The key of a request, from its raw ASGI headers."""
-    key = headers.get(b"x-api-key")
+    key = headers.get(b"x-api-key") or None  # an empty header does not hide a Bearer key
     if key is None:
         scheme, _, credentials = headers.get(b"authorization", b"").partition(b" ")
         key = credentials.strip() if scheme.lower() == b"bearer" else None

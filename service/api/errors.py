@@ -58,9 +58,14 @@ def error_responses(*statuses: int) -> dict:
 
 
 async def send_error(send: Send, error: ServiceError) -> None:
-    """Answer with ``error`` from pure ASGI code (the request gate), before any app runs."""
+    """Answer with ``error`` from pure ASGI code (the request gate). The connection is closed
+    after it: the rest of a refused body is never read, and the socket is not kept alive."""
     payload = json.dumps(body(error.code, error.detail)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(payload)),
+        (b"connection", b"close"),
+    ]
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

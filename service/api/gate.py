@@ -5,13 +5,16 @@ In order, from the route's own declarations (``dependencies=[CLIENT | ADMIN]``, 
 
 1. **Authentication** (401/403), from the headers alone;
 2. **the body's size** as declared (413), when ``Content-Length`` is sent;
-3. **a concurrency slot** (429 with ``Retry-After``) for routes that run the model;
-4. **the body as it streams**, whatever its framing (chunked or not): more bytes than the
-   route's limit → 413; a pause longer than ``body_idle_timeout_s``, or an average rate under
-   ``body_min_rate`` once ``body_grace_s`` has passed → 408. When that happens mid-read, the
-   app's answer (whatever its parser made of the cut body) is replaced by the gate's.
+3. **the body as it streams**, whatever its framing (chunked or not): more bytes than the
+   route's limit → 413; a pause longer than ``body_idle_timeout_s``, an average rate under
+   ``body_min_rate`` once ``body_grace_s`` has passed, or a body still arriving after
+   ``body_timeout_s`` → 408;
+4. **a concurrency slot** (429 with ``Retry-After``) for routes that run the model, taken when
+   the body's last byte has arrived — a slow upload holds no slot — and kept until the answer.
 
-Refusals use the one error body (``service.api.errors``). Pure ASGI: no buffering, no copies.
+When the gate refuses mid-read, the app's answer (whatever its parser made of the cut body) is
+replaced by the gate's. Refusals use the one error body (``service.api.errors``) and close the
+connection. Pure ASGI: no buffering, no copies.
 """
 
 from __future__ import annotations
@@ -88,11 +91,29 @@ def route_policy(route, settings: Settings) -> Policy:
 OPEN = Policy(None, False, SMALL_BODY)  # unknown routes and wrong methods: 404/405 follow
 
 
-class BodyGuard:
-    """``receive`` with the body's byte budget and deadlines; remembers why it cut a body."""
+class Slots:
+    """The embedding slots of one process (only touched on the event loop: no lock needed)."""
 
-    def __init__(self, receive: Receive, limit: int, settings: Settings):
+    def __init__(self, count: int):
+        self.count, self.in_use = count, 0
+
+    def take(self) -> None:
+        if self.in_use >= self.count:
+            raise TooManyRequestsError(f"{self.count} requests are being processed; retry shortly")
+        self.in_use += 1
+
+    def give_back(self) -> None:
+        self.in_use -= 1
+
+
+class BodyGuard:
+    """``receive`` with the body's byte budget and deadlines; takes the request's slot (if it
+    needs one) when the body is complete; remembers why it cut a body."""
+
+    def __init__(self, receive: Receive, limit: int, settings: Settings, slots: Slots | None):
         self.receive, self.limit, self.settings = receive, limit, settings
+        self.slots = slots  # None: the route runs no model
+        self.holds_slot = False
         self.received = 0
         self.started = time.monotonic()
         self.complete = False
@@ -108,10 +129,16 @@ class BodyGuard:
         if self.complete:  # after the body only a disconnect can come: no deadline
             return await self.receive()
         settings = self.settings
+        elapsed = time.monotonic() - self.started
+        wait = min(settings.body_idle_timeout_s, max(0.0, settings.body_timeout_s - elapsed))
         try:
-            message = await asyncio.wait_for(self.receive(), settings.body_idle_timeout_s)
+            message = await asyncio.wait_for(self.receive(), wait)
         except asyncio.TimeoutError:
-            detail = f"no body bytes for {settings.body_idle_timeout_s:g} s"
+            detail = (
+                f"the body took longer than {settings.body_timeout_s:g} s"
+                if wait < settings.body_idle_timeout_s
+                else f"no body bytes for {settings.body_idle_timeout_s:g} s"
+            )
             raise self._fail(BodyTimeoutError(detail)) from None
         if message["type"] != "http.request":
             return message
@@ -124,6 +151,12 @@ class BodyGuard:
         if not self.complete and elapsed > settings.body_grace_s and too_slow:
             detail = f"the body arrives slower than {settings.body_min_rate} bytes/s"
             raise self._fail(BodyTimeoutError(detail))
+        if self.complete and self.slots is not None:
+            try:
+                self.slots.take()
+            except TooManyRequestsError as error:
+                raise self._fail(error) from None
+            self.holds_slot = True
         return message
 
 
@@ -133,7 +166,7 @@ class RequestGate:
 
     def __init__(self, app: ASGIApp, settings: Settings, routes: list, count=lambda code: None):
         self.app, self.settings, self.count = app, settings, count
-        self.in_flight = 0  # only touched on the event loop: no lock needed
+        self.slots = Slots(settings.max_concurrency)
         self.routes = [(route, route_policy(route, settings)) for route in routes]
 
     def policy(self, scope: Scope) -> Policy:
@@ -154,22 +187,19 @@ class RequestGate:
             declared = headers.get(b"content-length", b"")
             if declared.isdigit() and int(declared) > policy.max_body:
                 raise BodyTooLargeError(f"the request body exceeds {policy.max_body} bytes")
-            if policy.embeds and self.in_flight >= self.settings.max_concurrency:
-                raise TooManyRequestsError(
-                    f"{self.settings.max_concurrency} requests are being processed; retry shortly"
-                )
         except ServiceError as error:
             self.count(error.code)
             await send_error(send, error)
             return
-        self.in_flight += policy.embeds
+        slots = self.slots if policy.embeds else None
+        guard = BodyGuard(receive, policy.max_body, self.settings, slots)
         try:
-            await self._guarded(scope, receive, send, policy)
+            await self._guarded(scope, guard, send)
         finally:
-            self.in_flight -= policy.embeds
+            if guard.holds_slot:
+                self.slots.give_back()
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send, policy: Policy) -> None:
-        guard = BodyGuard(receive, policy.max_body, self.settings)
+    async def _guarded(self, scope: Scope, guard: BodyGuard, send: Send) -> None:
         started = False
 
         async def send_or_replace(message: Message) -> None:

@@ -83,21 +83,24 @@ class SqliteStore(GalleryStore):
             raise
 
     def _migrate(self) -> None:
-        """Bring the store to ``SCHEMA_VERSION``, one version at a time, each step atomic."""
-        version = self.schema_version
-        if version > SCHEMA_VERSION:
-            raise StoreVersionError(
-                f"{self.path} holds gallery schema {version}, written by a newer GaitLab; this "
-                f"release reads up to schema {SCHEMA_VERSION}: upgrade, or use another data dir"
-            )
-        with self._lock:
-            if version < 1:  # a new store, or one from before versioning (same tables)
-                self._db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;")
-                version = 1
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                self._db.executescript(
-                    f"BEGIN; {MIGRATIONS[target]} PRAGMA user_version = {target}; COMMIT;"
+        """Bring the store to ``SCHEMA_VERSION`` in one transaction that holds the write lock
+        from the first read of the version, so two processes opening it at once migrate it
+        once; a failed step leaves the store as it was."""
+        with self._write() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StoreVersionError(
+                    f"{self.path} holds gallery schema {version}, written by a newer GaitLab; "
+                    f"this release reads up to schema {SCHEMA_VERSION}: upgrade, or use another "
+                    "data dir"
                 )
+            steps = [SCHEMA] if version < 1 else []  # new, or from before versioning (same tables)
+            steps += [MIGRATIONS[v] for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1)]
+            for script in steps:
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+            if version != SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @property
     def schema_version(self) -> int:

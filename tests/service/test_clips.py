@@ -131,3 +131,37 @@ def test_decompression_bombs_are_refused_before_decoding():
     flood = as_zip({"0.png": b"\x00" * 5_000_000})
     with pytest.raises(UnsafeArchiveError, match="expands"):
         decode_clip(flood)
+
+
+def _patched_member(data: bytes, flag_bits: int | None = None, method: int | None = None) -> bytes:
+    """A one-member zip with its headers edited (both the local and the central one)."""
+    out = bytearray(data)
+    for signature, flags_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        at = out.find(signature)
+        if flag_bits is not None:
+            out[at + flags_at : at + flags_at + 2] = flag_bits.to_bytes(2, "little")
+        if method is not None:
+            out[at + method_at : at + method_at + 2] = method.to_bytes(2, "little")
+    return bytes(out)
+
+
+def test_broken_zip_members_are_refused_not_crashed_on():
+    good = as_zip({"0.png": png(masks()[0])})
+    with pytest.raises(UnsupportedFormatError, match="encrypted"):
+        decode_clip(_patched_member(good, flag_bits=0x1))
+    with pytest.raises(UnsupportedFormatError, match="method 99"):
+        decode_clip(_patched_member(good, method=99))
+    corrupt = bytearray(good)
+    start = corrupt.find(b"PK\x03\x04") + 30 + len("0.png")
+    corrupt[start : start + 8] = b"\xff" * 8  # the deflate stream itself
+    with pytest.raises(CorruptClipError):
+        decode_clip(bytes(corrupt))
+
+
+def test_a_zip_of_too_many_entries_is_refused_before_its_directory_is_parsed():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for n in range(2000):
+            archive.writestr(f"{n}", b"")
+    with pytest.raises(ClipTooLargeError, match="2000 entries"):
+        decode_clip(buffer.getvalue(), ClipLimits(max_frames=100))

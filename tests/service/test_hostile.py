@@ -145,8 +145,20 @@ def test_1_keyless_bodies_are_refused_before_a_byte_is_read(server):
         "Content-Type: multipart/form-data; boundary=b\r\n\r\n",
     )
     status, body = read_response(sock, timeout=10)  # answered without sending any body
-    sock.close()
     assert (status, body["error"]) == (401, "missing_api_key")
+    # and the connection is closed: more body bytes cannot keep a refused socket alive
+    closed = False
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < 10:
+            sock.sendall(b"10\r\n" + b"x" * 16 + b"\r\n")
+            if select.select([sock], [], [], 0.5)[0] and sock.recv(1024) == b"":
+                closed = True
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        closed = True
+    sock.close()
+    assert closed
 
 
 def test_2_keyless_trickling_bodies_hold_no_slot(server, client):
@@ -260,6 +272,13 @@ def test_5_metadata_that_cannot_be_stored_is_refused_before_the_transaction(serv
         )
         is_error(answer, 422, "bad_metadata")
         is_error(admin.get(f"/gallery/subjects/{name}"), 404, "subject_not_found")
+    bracketed = '{"a": ' + "[" * 2000 + "]" * 2000 + "}"  # deeper than json.loads recurses
+    answer = admin.post(
+        "/gallery/subjects/brackets/samples",
+        files={"clip": ("c.npy", aligned_clip(3))},
+        data={"metadata": bracketed},
+    )
+    is_error(answer, 422, "bad_metadata")
     manifest = json.dumps([{"subject_id": "bulk", "condition": "\ud800"}])
     answer = admin.post(
         "/gallery/samples",

@@ -249,7 +249,7 @@ def test_limits_metrics_and_structured_logs(tmp_path):
         text = metrics.text
         for expected in (
             'gaitlab_requests_total{method="POST",route="/identify",status="200"}',
-            'gaitlab_requests_total{method="POST",route="unmatched",status="429"}',
+            'gaitlab_requests_total{method="POST",route="/identify",status="429"}',
             'gaitlab_request_duration_seconds_bucket{le="0.5",method="POST",route="/identify"}',
             'gaitlab_step_duration_seconds_count{step="embed"}',
             'gaitlab_step_duration_seconds_count{step="search"}',

@@ -70,6 +70,8 @@ async def enroll(
         extra = json.loads(metadata) if metadata else {}
     except json.JSONDecodeError as error:
         raise InvalidMetadataError(f"metadata must be a JSON object: {error}") from error
+    except RecursionError:
+        raise InvalidMetadataError("metadata is nested too deeply") from None
     data = await read_upload(clip, settings)
     sample = await run_in_threadpool(recognizer.enroll, subject_id, data, condition, view, extra)
     return SamplePublic(**sample.__dict__)

@@ -45,7 +45,7 @@ async def identify(
         ],
         frames=result.frames,
         model_version=result.model_version,
-        probe=probe_pictures(result.silhouettes) if pictures else None,
+        probe=await run_in_threadpool(probe_pictures, result.silhouettes) if pictures else None,
     )
 
 
@@ -68,7 +68,7 @@ async def verify(
         threshold=result.threshold,
         frames=result.frames,
         model_version=result.model_version,
-        probe=probe_pictures(result.silhouettes) if pictures else None,
+        probe=await run_in_threadpool(probe_pictures, result.silhouettes) if pictures else None,
     )
 
 

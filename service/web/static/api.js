@@ -48,11 +48,22 @@ export async function call(method, path, body) {
   return response.json();
 }
 
-// An image behind the API key: fetched with the key, shown through an object URL.
-export async function imageUrl(path) {
+// An image behind the API key: fetched with the key, shown through an object URL. URLs are
+// kept by group, and a view releases its group's before it draws new ones.
+const objectUrls = new Map();
+
+export async function imageUrl(path, group = "default") {
   const response = await fetch(path, { headers: headers() });
   if (!response.ok) throw await errorOf(response);
-  return URL.createObjectURL(await response.blob());
+  const url = URL.createObjectURL(await response.blob());
+  if (!objectUrls.has(group)) objectUrls.set(group, []);
+  objectUrls.get(group).push(url);
+  return url;
+}
+
+export function releaseImages(group = "default") {
+  for (const url of objectUrls.get(group) ?? []) URL.revokeObjectURL(url);
+  objectUrls.delete(group);
 }
 
 // A multipart upload with upload progress (fetch cannot report it): resolves to the JSON body.
@@ -65,14 +76,21 @@ export function upload(method, path, form, onProgress) {
       if (event.lengthComputable) onProgress(event.loaded / event.total);
     };
     request.onload = async () => {
-      const response = new Response(request.response, {
-        status: request.status,
-        headers: { "content-type": request.getResponseHeader("content-type") ?? "" },
-      });
-      if (response.ok) resolve(await response.json());
-      else reject(await errorOf(response));
+      try {
+        const response = new Response(request.response, {
+          status: request.status,
+          headers: { "content-type": request.getResponseHeader("content-type") ?? "" },
+        });
+        if (response.ok) resolve(await response.json());
+        else reject(await errorOf(response));
+      } catch (error) {
+        reject(new ApiError(request.status, "bad_response", `unreadable answer: ${error.message}`));
+      }
     };
-    request.onerror = () => reject(new ApiError(0, "network", "the service could not be reached"));
+    const failed = (detail) => () => reject(new ApiError(0, "network", detail));
+    request.onerror = failed("the service could not be reached");
+    request.onabort = failed("the upload was cancelled");
+    request.ontimeout = failed("the upload timed out");
     request.send(form);
   });
 }

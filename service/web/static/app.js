@@ -31,9 +31,12 @@ function askForKey(reason) {
 function setUpKey() {
   const dialog = $("#key-dialog");
   dialog.addEventListener("close", () => {
-    if (dialog.returnValue === "save" && $("#key-input").value.trim()) key.set($("#key-input").value.trim());
     if (dialog.returnValue === "clear") key.clear();
-    show(location.hash.slice(1));
+    // only a new key reloads the view: a cancelled prompt must not ask again at once
+    if (dialog.returnValue === "save" && $("#key-input").value.trim()) {
+      key.set($("#key-input").value.trim());
+      show(location.hash.slice(1));
+    }
   });
   $("#key-button").addEventListener("click", () => askForKey("Enter an API key for this service."));
   whenUnauthorized((status, detail) =>

@@ -2,7 +2,7 @@
 // (one clip, or many in one all-or-none request with upload progress), deletion after a
 // confirmation.
 
-import { call, imageUrl, upload } from "./api.js";
+import { call, imageUrl, releaseImages, upload } from "./api.js";
 import { $, busy, confirm, el, showError } from "./ui.js";
 
 const PAGE = 20;
@@ -17,9 +17,13 @@ async function showSubject(subjectId) {
   showError("#gallery-error", null);
   try {
     const subject = await call("GET", `/gallery/subjects/${encodeURIComponent(subjectId)}`);
+    releaseImages("subject");
     const rows = subject.samples.map((sample) => {
       const img = el("img", { class: "gei", alt: `GEI of sample ${sample.id}` });
-      imageUrl(`/gallery/samples/${sample.id}/gei.png`).then((url) => { img.src = url; }, () => {});
+      imageUrl(`/gallery/samples/${sample.id}/gei.png`, "subject").then(
+        (url) => { img.src = url; },
+        (error) => { img.alt = `GEI unavailable: ${error.message}`; },
+      );
       const remove = el("button", {
         type: "button",
         class: "danger",

@@ -1,6 +1,6 @@
 // Identify and Verify: a clip in, the probe as the service saw it, the decision and the scores.
 
-import { call, imageUrl } from "./api.js";
+import { call, imageUrl, releaseImages } from "./api.js";
 import { $, busy, el, picture, scoreBar, showError } from "./ui.js";
 
 function probeView(probe, frames) {
@@ -14,7 +14,7 @@ function probeView(probe, frames) {
 
 async function hitGei(sampleId, img) {
   try {
-    img.src = await imageUrl(`/gallery/samples/${sampleId}/gei.png`);
+    img.src = await imageUrl(`/gallery/samples/${sampleId}/gei.png`, "identify");
   } catch (error) {
     img.alt = `GEI unavailable: ${error.message}`;
   }
@@ -74,6 +74,7 @@ export function setUpRecognition() {
     await busy(identify.querySelector("button"), async () => {
       try {
         const result = await call("POST", `/identify?pictures=true&top_k=${encodeURIComponent(topK)}`, form);
+        releaseImages("identify");
         $("#identify-result").replaceChildren(identifyView(result));
       } catch (error) {
         $("#identify-result").replaceChildren();

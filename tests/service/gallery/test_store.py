@@ -202,11 +202,15 @@ def test_forward_migrations_run_in_order_each_atomic(tmp_path, monkeypatch):
     assert store.schema_version == 4
     store.close()
     monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 5)
-    monkeypatch.setattr(sqlite_module, "MIGRATIONS", {5: "THIS IS NOT SQL;"})
+    half_good = "ALTER TABLE subjects ADD COLUMN y TEXT; THIS IS NOT SQL;"
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", {5: half_good})
     with pytest.raises(sqlite3.Error):
         open_store(path)
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == 4  # the failed step left nothing
+    columns = [row[1] for row in check.execute("PRAGMA table_info(subjects)")]
+    assert "note" in columns
+    assert "y" not in columns  # not even its first statement
     check.close()
 
 
@@ -221,10 +225,22 @@ def test_forward_migrations_run_in_order_each_atomic(tmp_path, monkeypatch):
     ],
 )
 def test_metadata_that_cannot_be_stored_is_refused_before_the_transaction(store, metadata, words):
+    statements: list[str] = []
+    if isinstance(store, SqliteStore):  # see that no transaction even began
+        store._db.set_trace_callback(statements.append)
     with pytest.raises(InvalidMetadataError, match=words):
         store.add_sample("s", np.zeros((3, 64, 44), np.uint8), np.ones(8), "v1", metadata=metadata)
+    assert not any(s.startswith("BEGIN") for s in statements)
     with pytest.raises(SubjectNotFoundError):
         store.get_subject("s")
+
+
+def test_metadata_nested_thousands_deep_is_measured_not_overflowed(store):
+    deep: dict = {}
+    for _ in range(5000):
+        deep = {"a": deep}
+    with pytest.raises(InvalidMetadataError, match="nested more than 8"):
+        store.add_sample("s", np.zeros((3, 64, 44), np.uint8), np.ones(8), "v1", metadata=deep)
 
 
 def test_listing_filters_by_id_literally(store):
