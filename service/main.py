@@ -29,8 +29,9 @@ from service.refresh import (
     ModelRefresher,
     RefreshStatus,
     load_model,
+    model_file,
+    publish_model,
     read_active_model,
-    record_active_model,
 )
 from service.replication import ChangeFollower
 from service.self_test import SelfTest
@@ -70,12 +71,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         store = open_store(settings.store_target)
         position = store.change_position()  # before the index is built: nothing is missed
-        start = read_active_model(store) or settings.model or default_model_path()
+        models_dir = settings.models_dir
+        start = read_active_model(store, models_dir) or settings.model or default_model_path()
         engine = EmbeddingEngine(start, device=settings.device, threads=settings.threads)
         recognizer = Recognizer(
             engine, store, settings.limits, settings.min_frames, timing=metrics.observe_step
         )
-        record_active_model(store, start, engine.version)
+        if store.active_model_version() != engine.version:  # a new gallery (or its model lost)
+            publish_model(store, start, engine.version)
+            recognizer.activate(engine, start)
         refresher = ModelRefresher(
             recognizer, settings.models_dir, settings.device, settings.threads
         )
@@ -83,9 +87,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.recognizer, app.state.refresher = recognizer, refresher
         app.state.self_test = self_test = SelfTest(recognizer, settings.self_test_interval_s)
         self_test.start()
+
         # replicas of a shared database follow its change log; the embedded one has no others
-        app.state.follower = follower = ChangeFollower(recognizer, position, settings.poll_s)
+        def load(version: str) -> EmbeddingEngine:
+            path = model_file(store, version, models_dir)
+            if path is None:
+                raise RuntimeError(f"model {version} is active but neither here nor in the store")
+            return load_model(path, settings.device, settings.threads)
+
+        follower = ChangeFollower(recognizer, position, load, settings.poll_s)
+        app.state.follower = follower
         if settings.database_url:
+            recognizer.sync = follower.catch_up
             follower.start()
         log.info(
             "serving",

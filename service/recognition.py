@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from service.gallery.store import (
     NewSample,
     Sample,
     SampleNotFoundError,
+    StaleModelError,
     SubjectNotFoundError,
     check_text,
     encode_metadata,
@@ -167,6 +169,9 @@ class Recognizer:
         self.write_lock = threading.Lock()
         """Held by every gallery write, and by a model swap."""
         self.pictures = PictureCache()
+        self.sync: Callable[[], object] = lambda: None
+        """Called when an enrollment finds that another replica activated a new model: catch
+        up with the store (the change follower sets it), then the enrollment is embedded again."""
         embed_stored(engine, store, store.samples_missing(engine.version))
         self.active = ActiveModel(engine, build_index(engine, store))
 
@@ -182,14 +187,28 @@ class Recognizer:
     def model_version(self) -> str:
         return self.active.version
 
-    def activate(self, engine: EmbeddingEngine) -> None:
-        """Swap to ``engine``, whose embeddings of every stored sample are in the store except
-        for samples enrolled since (embedded here, under the write lock), then forget the old
-        model's embeddings."""
+    def activate(self, engine: EmbeddingEngine, path: Path | str) -> None:
+        """Make ``engine`` (its file at ``path``) the gallery's active model and swap to it.
+
+        Its embeddings of every stored sample are in the store except for samples enrolled
+        since; the store embeds those and records the activation in one transaction (which
+        other replicas follow), then model and index are swapped together and the old model's
+        embeddings forgotten."""
         with self.write_lock:
-            embed_stored(engine, self.store, self.store.samples_missing(engine.version))
+            self.store.activate_model(
+                engine.version,
+                str(Path(path).resolve()),
+                lambda clips: part_normalise(engine.embed_many(clips)),
+            )
             self.active = ActiveModel(engine, build_index(engine, self.store))
             self.store.drop_embeddings_except(engine.version)
+
+    def switch(self, engine: EmbeddingEngine) -> None:
+        """Follow an activation made elsewhere (another replica): swap to ``engine`` and the
+        index of its embeddings, complete in the store since the activation committed."""
+        with self.write_lock:
+            if engine.version != self.active.version:
+                self.active = ActiveModel(engine, build_index(engine, self.store))
 
     def threshold(self, override: float | None = None, active: ActiveModel | None = None) -> float:
         if override is not None:
@@ -279,21 +298,26 @@ class Recognizer:
                 if len(items) == 1:
                     raise
                 raise type(error)(f"clip {position}: {error}") from error
-        active = self.active
-        vectors = self._embed(active.engine, clips)
-        with self.write_lock:
-            if self.active is not active:  # the model was swapped while we embedded
-                active = self.active
-                vectors = self._embed(active.engine, clips)
-            new = [
-                NewSample(i.subject_id, c, v, i.condition, i.view, i.metadata)
-                for i, c, v in zip(items, clips, vectors, strict=True)
-            ]
-            samples = self.store.add_samples(new, active.version)
-            active.index.add(
-                np.array([s.id for s in samples]), [s.subject_id for s in samples], vectors
-            )
-        return samples
+        for _ in range(3):
+            active = self.active
+            vectors = self._embed(active.engine, clips)
+            with self.write_lock:
+                if self.active is not active:  # the model was swapped while we embedded
+                    continue
+                new = [
+                    NewSample(i.subject_id, c, v, i.condition, i.view, i.metadata)
+                    for i, c, v in zip(items, clips, vectors, strict=True)
+                ]
+                try:
+                    samples = self.store.add_samples(new, active.version, require_active=True)
+                except StaleModelError:
+                    samples = None
+                else:
+                    ids = np.array([s.id for s in samples])
+                    active.index.add(ids, [s.subject_id for s in samples], vectors)
+                    return samples
+            self.sync()  # another replica activated a model: switch, then embed again
+        raise StaleModelError("the active model kept changing during the enrollment; retry")
 
     def apply_enrolled(self, sample_ids: list[int], model_version: str | None) -> None:
         """Another replica enrolled these samples: index them (embeddings by the active model

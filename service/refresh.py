@@ -24,12 +24,12 @@ from typing import Literal
 from models.card import card_path
 from models.engine import EmbeddingEngine, ModelContractError
 from service.errors import ServiceError
+from service.gallery.records import ACTIVE_MODEL_KEY
 from service.gallery.store import GalleryStore
 from service.recognition import Recognizer, embed_stored
 
 log = logging.getLogger("gaitlab.refresh")
 
-ACTIVE_MODEL_KEY = "active_model"
 REQUESTED_MODEL_KEY = "requested_model"  # the version last named by ``gaitlab serve --model``
 
 
@@ -85,18 +85,41 @@ def load_model(path: Path, device: str = "auto", threads: int | None = None) -> 
     return engine
 
 
-def read_active_model(store: GalleryStore) -> Path | None:
-    """The file of the model last activated on this gallery, if it is still there."""
-    text = store.get_state(ACTIVE_MODEL_KEY)
-    if text is None:
+def kept_name(version: str) -> str:
+    """The file name a model version is kept under in a data folder."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", version) + ".onnx"
+
+
+def read_active_model(store: GalleryStore, models_dir: Path) -> Path | None:
+    """The file of the model last activated on this gallery: this replica's copy, else the
+    activating replica's file if it is here, else a copy written from the store."""
+    version = store.active_model_version()
+    if version is None:
         return None
-    path = Path(json.loads(text)["path"])
-    return path if path.is_file() else None
+    return model_file(store, version, models_dir)
 
 
-def record_active_model(store: GalleryStore, path: Path, version: str) -> None:
-    value = json.dumps({"version": version, "path": str(Path(path).resolve())})
-    store.set_state(ACTIVE_MODEL_KEY, value)
+def model_file(store: GalleryStore, version: str, models_dir: Path) -> Path | None:
+    """A local file of model ``version``: kept here already, or fetched from the store."""
+    local = Path(models_dir) / kept_name(version)
+    if local.is_file():
+        return local
+    recorded = Path(json.loads(store.get_state(ACTIVE_MODEL_KEY) or "{}").get("path", "-"))
+    if store.active_model_version() == version and recorded.is_file():
+        return recorded
+    data = store.get_model(version)
+    if data is None:
+        return None
+    local.parent.mkdir(parents=True, exist_ok=True)
+    partial = local.with_name(local.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(local)
+    return local
+
+
+def publish_model(store: GalleryStore, path: Path, version: str) -> None:
+    """Keep the model file in the store, for replicas that do not have it."""
+    store.put_model(version, Path(path).read_bytes())
 
 
 class ModelRefresher:
@@ -134,7 +157,15 @@ class ModelRefresher:
             engine = engine or load_model(Path(source), self.device, self.threads)
             if engine.version == self.recognizer.model_version:
                 raise AlreadyActiveError(f"model {engine.version} is already active")
-            kept = self._keep(Path(source), engine.version)
+            store = self.recognizer.store
+            if not store.try_refresh_lock():
+                raise RefreshInProgressError("a model refresh is running on another replica")
+            try:
+                kept = self._keep(Path(source), engine.version)
+                publish_model(store, kept, engine.version)
+            except BaseException:
+                store.release_refresh_lock()
+                raise
             self._cancelled.clear()
             total = len(self.recognizer.store.samples_missing(engine.version))
             self.status = RefreshStatus("running", engine.version, 0, total, started_at=time.time())
@@ -158,8 +189,7 @@ class ModelRefresher:
     def _keep(self, source: Path, version: str) -> Path:
         """Copy the model (and its card file, if any) into the data folder."""
         self.models_dir.mkdir(parents=True, exist_ok=True)
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", version) + ".onnx"
-        kept = self.models_dir / name
+        kept = self.models_dir / kept_name(version)
         if source.resolve() != kept.resolve():
             shutil.copyfile(source, kept)
             if card_path(source).is_file():
@@ -176,14 +206,12 @@ class ModelRefresher:
         try:
             missing = recognizer.store.samples_missing(engine.version)
             embed_stored(engine, recognizer.store, missing, self.batch_size, self._progress)
-            # record first: a crash after this line restarts on the new model, whose embeddings
-            # are complete but for samples enrolled since (embedded at start)
-            record_active_model(recognizer.store, kept, engine.version)
-            recognizer.activate(engine)
+            # the activation is one transaction (catch-up embeddings, the record, the change):
+            # a crash before it keeps the old model, after it comes back on the new one
+            recognizer.activate(engine, kept)
         except Exception as error:  # the old model keeps serving whatever went wrong
             log.exception("refresh failed", extra={"version": engine.version})
             if recognizer.active is previous:
-                record_active_model(recognizer.store, previous.engine.path, previous.version)
                 recognizer.store.drop_embeddings_of(engine.version)
             self.status.error = f"{type(error).__name__}: {error}"
             self.status.state = "failed"
@@ -192,3 +220,4 @@ class ModelRefresher:
             log.info("refresh done", extra={"version": engine.version})
         finally:
             self.status.finished_at = time.time()
+            recognizer.store.release_refresh_lock()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
+from models.engine import EmbeddingEngine
 from service.gallery.records import Change
 from service.recognition import Recognizer
 
@@ -21,10 +23,18 @@ log = logging.getLogger("gaitlab.replication")
 
 
 class ChangeFollower:
-    def __init__(self, recognizer: Recognizer, position: int, poll_s: float = 1.0):
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        position: int,
+        load: Callable[[str], EmbeddingEngine],
+        poll_s: float = 1.0,
+    ):
         """``position``: the last change the recognizer's index already reflects (read before
-        the index was built, so nothing between is missed)."""
+        the index was built, so nothing between is missed); ``load(version)``: the engine of a
+        model another replica activated (from this replica's files or the store)."""
         self.recognizer = recognizer
+        self.load = load
         self.position = position
         self.poll_s = poll_s
         self.lag_s: float | None = None  # of the last change applied
@@ -52,6 +62,9 @@ class ChangeFollower:
             self.recognizer.apply_enrolled(change.sample_ids, change.model_version)
         elif change.kind == "delete":
             self.recognizer.apply_deleted(change.sample_ids)
+        elif change.kind == "activate":
+            if change.model_version != self.recognizer.active.version:
+                self.recognizer.switch(self.load(change.model_version))
         else:
             log.warning("unknown change kind", extra={"kind": change.kind, "id": change.id})
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from service.gallery.records import StoreVersionError
 from service.gallery.store import GalleryStore
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATIONS: dict[int, str] = {
     2: """
     CREATE TABLE IF NOT EXISTS changes (
@@ -33,11 +33,19 @@ MIGRATIONS: dict[int, str] = {
         at            DOUBLE PRECISION NOT NULL
     );
     """,
+    3: """
+    CREATE TABLE IF NOT EXISTS models (
+        version    TEXT PRIMARY KEY,
+        onnx       BYTEA NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 }
 """SQL that takes a store from version v - 1 to v, for v from 2 up to ``SCHEMA_VERSION``."""
 SCHEMA_LOCK = 0x6761_6974  # advisory lock key held while the schema is created or migrated
 WRITE_LOCK = 0x6761_6975  # held by every write: commits, and so change ids, come in one order
 CHANNEL = "gaitlab_changes"  # NOTIFY'd by every write, LISTENed to by replicas
+REFRESH_LOCK = 0x6761_6976  # held (for the session) by the one replica running a refresh
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subjects (
@@ -103,6 +111,7 @@ class PostgresStore(GalleryStore):
         )
         self._vacuum_lock = threading.Lock()
         self._listener = None  # the replica's LISTEN connection, opened on first wait
+        self._refresh_holder = None  # the connection holding REFRESH_LOCK during a refresh
         try:
             self._pool.wait(timeout=30)
             self._migrate()
@@ -132,7 +141,27 @@ class PostgresStore(GalleryStore):
     def schema_version(self) -> int:
         return int(self._read("SELECT version FROM gaitlab_schema")[0][0])
 
+    def try_refresh_lock(self) -> bool:
+        """A session-level advisory lock on a connection of its own, held until released (or
+        until this process dies: the server then frees it)."""
+        import psycopg
+
+        if self._refresh_holder is not None:
+            return False
+        holder = psycopg.connect(self.url, autocommit=True)
+        if holder.execute("SELECT pg_try_advisory_lock(%s)", (REFRESH_LOCK,)).fetchone()[0]:
+            self._refresh_holder = holder
+            return True
+        holder.close()
+        return False
+
+    def release_refresh_lock(self) -> None:
+        if self._refresh_holder is not None:
+            self._refresh_holder.close()
+            self._refresh_holder = None
+
     def close(self) -> None:
+        self.release_refresh_lock()
         if self._listener is not None:
             self._listener.close()
         self._pool.close()

@@ -30,6 +30,16 @@ class SampleNotFoundError(NotFoundError):
     code = "sample_not_found"
 
 
+ACTIVE_MODEL_KEY = "active_model"  # service_state: {"version", "path"} of the active model
+
+
+class StaleModelError(ServiceError):
+    """An enrollment embedded by a model that is no longer the active one (another replica
+    activated a new model meanwhile): the replica switches and embeds again."""
+
+    status, code = 503, "model_changed"
+
+
 class StoreVersionError(RuntimeError):
     """The store was written by a newer GaitLab than this one."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from service.gallery.records import StoreVersionError
 from service.gallery.store import GalleryStore
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The gallery schema this release writes. A store at an older version is migrated forward when
 opened; one at a newer version is refused."""
 
@@ -29,6 +29,13 @@ MIGRATIONS: dict[int, str] = {
         sample_ids    TEXT NOT NULL DEFAULT '[]',
         model_version TEXT,
         at            REAL NOT NULL
+    );
+    """,
+    3: """
+    CREATE TABLE IF NOT EXISTS models (
+        version    TEXT PRIMARY KEY,
+        onnx       BLOB NOT NULL,
+        created_at REAL NOT NULL
     );
     """,
 }
@@ -128,6 +135,12 @@ class SqliteStore(GalleryStore):
 
     def _after_delete(self) -> None:
         self.checkpoint()
+
+    def try_refresh_lock(self) -> bool:
+        return True  # one process serves an embedded gallery: its refresher decides
+
+    def release_refresh_lock(self) -> None:
+        pass
 
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the database file and truncate it, so deleted rows

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,14 @@ from typing import Any
 import numpy as np
 
 from service.gallery.records import (
+    ACTIVE_MODEL_KEY,
     Change,
     EmbeddingSet,
     InvalidMetadataError,
     NewSample,
     Sample,
     SampleNotFoundError,
+    StaleModelError,
     StoreVersionError,
     Subject,
     SubjectNotFoundError,
@@ -46,6 +49,7 @@ __all__ = [
     "NewSample",
     "Sample",
     "SampleNotFoundError",
+    "StaleModelError",
     "StoreVersionError",
     "Subject",
     "SubjectNotFoundError",
@@ -123,8 +127,14 @@ class GalleryStore(ABC):
         new = NewSample(subject_id, silhouettes, vector, condition, view, metadata or {})
         return self.add_samples([new], model_version)[0]
 
-    def add_samples(self, new: list[NewSample], model_version: str) -> list[Sample]:
-        """Store several enrolled clips in one transaction: all of them or, on error, none."""
+    def add_samples(
+        self, new: list[NewSample], model_version: str, require_active: bool = False
+    ) -> list[Sample]:
+        """Store several enrolled clips in one transaction: all of them or, on error, none.
+
+        ``require_active``: refuse (``StaleModelError``) unless ``model_version`` is the active
+        model recorded in the store, checked inside the transaction — so no enrollment embedded
+        by a model another replica has just replaced can slip in after the activation."""
         encoded = []
         for item in new:  # everything is checked before the transaction starts
             check_silhouettes(item.silhouettes)
@@ -134,6 +144,12 @@ class GalleryStore(ABC):
         now = time.time()
         stored = []
         with self._write() as db:
+            if require_active:
+                active = _active_version(db)
+                if active is not None and active != model_version:
+                    raise StaleModelError(
+                        f"the active model is now {active}, not {model_version}; retry"
+                    )
             for item, metadata in zip(new, encoded, strict=True):
                 db.execute(
                     "INSERT INTO subjects (id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -153,10 +169,7 @@ class GalleryStore(ABC):
                         pack_silhouettes(item.silhouettes),
                     ),
                 ).fetchone()[0]
-                db.execute(
-                    "INSERT INTO embeddings (sample_id, model_version, vector) VALUES (?, ?, ?)",
-                    (sample_id, model_version, np.asarray(item.vector, np.float32).tobytes()),
-                )
+                _insert_embedding(db, sample_id, model_version, item.vector)
                 stored.append(
                     Sample(
                         int(sample_id),  # logged below, with the rest of this transaction
@@ -233,7 +246,58 @@ class GalleryStore(ABC):
                 (key, value),
             )
 
+    def activate_model(
+        self, version: str, path: str, embed: Callable[[list[np.ndarray]], np.ndarray]
+    ) -> int:
+        """Make ``version`` the active model, in one transaction under the store's write lock:
+        first the samples still without its embedding (enrolled during the refresh, perhaps on
+        another replica) are embedded with ``embed`` (clips → float32 [n, d]), then the active
+        model is recorded and the change logged. Returns how many samples were caught up."""
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id, frames, silhouettes FROM samples WHERE id NOT IN"
+                " (SELECT sample_id FROM embeddings WHERE model_version = ?) ORDER BY id",
+                (version,),
+            ).fetchall()
+            if rows:
+                vectors = embed([unpack_silhouettes(bytes(r[2]), r[1]) for r in rows])
+                for row, vector in zip(rows, vectors, strict=True):
+                    _insert_embedding(db, row[0], version, vector)
+            record = json.dumps({"version": version, "path": path})
+            db.execute(
+                "INSERT INTO service_state (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (ACTIVE_MODEL_KEY, record),
+            )
+            self._log(db, "activate", [], version)
+        return len(rows)
+
+    def put_model(self, version: str, data: bytes) -> None:
+        """Keep a model file in the store, so that every replica can load it."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO models (version, onnx, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (version) DO NOTHING",
+                (version, data, time.time()),
+            )
+
+    def get_model(self, version: str) -> bytes | None:
+        rows = self._read("SELECT onnx FROM models WHERE version = ?", (version,))
+        return bytes(rows[0][0]) if rows else None
+
+    @abstractmethod
+    def try_refresh_lock(self) -> bool:
+        """Only one model refresh at a time on one gallery: ``True`` if this process may."""
+
+    @abstractmethod
+    def release_refresh_lock(self) -> None:
+        """Let another refresh start."""
+
     # --- reads
+    def active_model_version(self) -> str | None:
+        text = self.get_state(ACTIVE_MODEL_KEY)
+        return json.loads(text)["version"] if text else None
+
     def get_state(self, key: str) -> str | None:
         rows = self._read("SELECT value FROM service_state WHERE key = ?", (key,))
         return rows[0][0] if rows else None
@@ -328,6 +392,20 @@ class GalleryStore(ABC):
             return self._read("SELECT 1") == [(1,)]
         except Exception:  # any driver error means: not ready
             return False
+
+
+def _insert_embedding(db: Any, sample_id: int, version: str, vector: np.ndarray) -> None:
+    db.execute(
+        "INSERT INTO embeddings (sample_id, model_version, vector) VALUES (?, ?, ?)",
+        (int(sample_id), version, np.asarray(vector, np.float32).tobytes()),
+    )
+
+
+def _active_version(db: Any) -> str | None:
+    row = db.execute(
+        "SELECT value FROM service_state WHERE key = ?", (ACTIVE_MODEL_KEY,)
+    ).fetchone()
+    return json.loads(row[0])["version"] if row else None
 
 
 def _embedding_set(rows: list[tuple]) -> EmbeddingSet:

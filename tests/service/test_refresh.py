@@ -44,16 +44,18 @@ def test_refresh_re_embeds_everything_then_swaps(gallery):
     store = recognizer.store
     assert len(store.embeddings("b").sample_ids) == 4
     assert len(store.embeddings("a").sample_ids) == 0  # only the new model's embeddings remain
-    kept = read_active_model(store)
-    assert kept == (tmp_path / "models" / "b.onnx").resolve()
+    kept = read_active_model(store, tmp_path / "models")
+    assert kept == tmp_path / "models" / "b.onnx"
     assert kept.is_file()
+    assert store.get_model("b") == kept.read_bytes()  # for replicas that do not have it
+    assert store.changes_since(0)[-1].kind == "activate"
 
 
 def test_samples_enrolled_before_the_swap_are_embedded_by_the_new_model(gallery):
     recognizer, _, tmp_path = gallery
     engine_b = EmbeddingEngine(toy_model(tmp_path / "b.onnx", version="b"))
     late = recognizer.enroll("late", walker_clip(5, width=30))  # embedded by "a" only
-    recognizer.activate(engine_b)
+    recognizer.activate(engine_b, tmp_path / "b.onnx")
     assert late.id in recognizer.store.embeddings("b").sample_ids
     assert len(recognizer.index) == 5
     assert recognizer.identify(walker_clip(5, width=30)).decision == "late"
@@ -94,3 +96,20 @@ def test_one_refresh_at_a_time_and_a_cancelled_one_leaves_nothing(gallery):
     assert recognizer.model_version == "a"
     assert len(recognizer.store.embeddings("b").sample_ids) == 0
     assert len(recognizer.store.embeddings("a").sample_ids) == 204
+
+
+def test_an_enrollment_embedded_by_a_replaced_model_is_embedded_again(gallery):
+    """What another replica's activation looks like to this one: the store's active model
+    changes under an enrollment; it switches (its ``sync``) and embeds again."""
+    recognizer, _, tmp_path = gallery
+    engine_b = EmbeddingEngine(toy_model(tmp_path / "b.onnx", version="b"))
+    store = recognizer.store
+    store.activate_model("b", str(tmp_path / "b.onnx"), lambda clips: [
+        v for v in recognizer._embed(engine_b, clips)
+    ])  # fmt: skip
+    recognizer.sync = lambda: recognizer.switch(engine_b)
+    sample = recognizer.enroll("after", walker_clip(7, width=26))
+    assert recognizer.model_version == "b"
+    assert sample.id in store.embeddings("b").sample_ids
+    assert sample.id not in store.embeddings("a").sample_ids
+    assert recognizer.identify(walker_clip(7, width=26)).decision == "after"

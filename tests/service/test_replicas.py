@@ -5,6 +5,7 @@ loses no acknowledged sample."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -63,7 +64,8 @@ def test_writes_reach_the_other_replica_within_the_lag(replicas):
     assert ready["status"] == "ready"
     assert 0 <= ready["replica_lag_s"] < LAG_BOUND_S
     metrics = httpx.get(f"{b.url}/metrics").text
-    assert "gaitlab_change_position 1.0" in metrics
+    position = next(line for line in metrics.splitlines() if line.startswith("gaitlab_change_pos"))
+    assert float(position.split()[1]) >= 2  # the first start's activation, then the enrollment
 
     assert httpx.delete(f"{b.url}/gallery/subjects/s3").status_code == 200
     assert identify_top(b, 3) is None
@@ -124,3 +126,56 @@ def test_sigkill_mid_enrollment_loses_no_acknowledged_sample(replicas):
         assert present == len(acknowledged)
         stored = client.get("/gallery/subjects", params={"limit": 1000}).json()["total"]
         wait_for(lambda: client.get("/model").json()["gallery_samples"] == stored)
+
+
+def test_a_refresh_started_on_one_replica_switches_both_without_mixing(replicas, tmp_path):
+    a, b = replicas
+    files = [("clips", (f"{n}.npy", aligned_clip(n))) for n in range(40)]
+    manifest = json.dumps([{"subject_id": f"s{n}"} for n in range(40)])
+    assert (
+        httpx.post(f"{a.url}/gallery/samples", files=files, data={"manifest": manifest}).status_code
+        == 201
+    )
+    wait_for(lambda: httpx.get(f"{b.url}/model").json()["gallery_samples"] == 40)
+
+    seen: dict[str, list[str]] = {a.url: [], b.url: []}
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client(url: str) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            while not stop.is_set():
+                answer = http.post("/identify", files={"clip": ("c.npy", aligned_clip(7))})
+                if answer.status_code != 200:
+                    failures.append(answer.text)
+                    continue
+                body = answer.json()
+                seen[url].append(body["model_version"])
+                if body["hits"][0]["subject_id"] != "s7":
+                    failures.append(f"wrong top hit under {body['model_version']}")
+
+    threads = [threading.Thread(target=client, args=(url,)) for url in (a.url, b.url)]
+    for thread in threads:
+        thread.start()
+    new_model = toy_model(tmp_path / "b.onnx", version="b")
+    with new_model.open("rb") as upload:
+        started = httpx.post(f"{a.url}/admin/model", files={"model": ("b.onnx", upload)})
+    assert started.status_code == 202, started.text
+    wait_for(
+        lambda: all(httpx.get(f"{u}/model").json()["version"] == "b" for u in (a.url, b.url)),
+        timeout=60,
+    )
+    time.sleep(0.5)
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    for url, versions in seen.items():
+        assert versions[0] == "toy-1" or versions[0] == "b", url
+        switched = versions.index("b")
+        assert set(versions[:switched]) <= {"toy-1"}, url
+        assert set(versions[switched:]) == {"b"}, url  # never back, never mixed
+    # the model reached replica b through the store, not a file it was given
+    assert httpx.get(f"{b.url}/model").json()["gallery_samples"] == 40
+    assert identify_top(b, 7) == "s7"

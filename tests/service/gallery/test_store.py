@@ -108,7 +108,7 @@ def test_writes_survive_reopening(request, tmp_path, backend):
     again = open_store(target)
     assert again.get_subject("carol").samples[0].id == sample.id
     np.testing.assert_array_equal(again.silhouettes(sample.id), clip(7))
-    assert again.schema_version == 2
+    assert again.schema_version == SCHEMA_VERSION
     again.close()
 
 
@@ -165,11 +165,12 @@ def test_a_store_from_before_versioning_is_migrated_and_keeps_its_data(tmp_path)
     old.commit()
     old.close()
     store = open_store(path)
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     assert store.get_subject("alice").id == "alice"
     assert store.change_position() == 0  # the change log (schema 2) was added, empty
+    assert store.get_model("none") is None  # and the models table (schema 3)
     store.close()
-    assert open_store(path).schema_version == 2  # opened again: nothing to do
+    assert open_store(path).schema_version == 3  # opened again: nothing to do
 
 
 def test_a_store_from_a_newer_release_is_refused_with_a_clear_message(tmp_path, capsys):
@@ -187,27 +188,27 @@ def test_a_store_from_a_newer_release_is_refused_with_a_clear_message(tmp_path, 
 def test_forward_migrations_run_in_order_each_atomic(tmp_path, monkeypatch):
     path = tmp_path / "g.db"
     open_store(path).close()
-    real = dict(sqlite_module.MIGRATIONS)
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 4)
+    real, now = dict(sqlite_module.MIGRATIONS), sqlite_module.SCHEMA_VERSION
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", now + 2)
     monkeypatch.setattr(
         sqlite_module,
         "MIGRATIONS",
         {
             **real,
-            3: "ALTER TABLE subjects ADD COLUMN note TEXT;",
-            4: "UPDATE subjects SET note = 'v4';",
+            now + 1: "ALTER TABLE subjects ADD COLUMN note TEXT;",
+            now + 2: "UPDATE subjects SET note = 'later';",
         },
     )
     store = open_store(path)
-    assert store.schema_version == 4
+    assert store.schema_version == now + 2
     store.close()
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 5)
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", now + 3)
     half_good = "ALTER TABLE subjects ADD COLUMN y TEXT; THIS IS NOT SQL;"
-    monkeypatch.setattr(sqlite_module, "MIGRATIONS", {5: half_good})
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", {now + 3: half_good})
     with pytest.raises(sqlite3.Error):
         open_store(path)
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 4  # the failed step left nothing
+    assert check.execute("PRAGMA user_version").fetchone()[0] == now + 2  # nothing of the step
     columns = [row[1] for row in check.execute("PRAGMA table_info(subjects)")]
     assert "note" in columns
     assert "y" not in columns  # not even its first statement
@@ -320,3 +321,22 @@ def test_every_write_is_logged_in_commit_order(store):
     assert store.changes_since(changes[1].id, limit=1)[0].kind == "delete"
     found = store.embeddings_of([a.id, c.id, 999], "v1")
     assert found.sample_ids.tolist() == [c.id]  # a was deleted; 999 never existed
+
+
+def test_one_refresh_at_a_time_across_postgres_replicas(postgres_url):
+    first, second = open_store(postgres_url), open_store(postgres_url)
+    assert first.try_refresh_lock()
+    assert not second.try_refresh_lock()
+    assert not first.try_refresh_lock()  # not twice in one process either
+    first.release_refresh_lock()
+    assert second.try_refresh_lock()
+    second.close()  # closing frees it too
+    assert first.try_refresh_lock()
+    first.close()
+
+
+def test_models_are_kept_in_the_store_for_replicas(store):
+    assert store.get_model("m1") is None
+    store.put_model("m1", b"\x00onnx bytes\xff")
+    store.put_model("m1", b"ignored: a version is its content")
+    assert store.get_model("m1") == b"\x00onnx bytes\xff"
