@@ -6,7 +6,8 @@ rank-1 subjects are compared with ``rank1_predictions`` (``cos``) on the same pr
 - same views excluded: for each probe view, that view's gallery samples are deleted through the
   API, the view's probes identified, and the samples enrolled again.
 
-Runs on the shipped default model (or ``GAITLAB_TEST_MODEL``); skipped without one."""
+Runs on the shipped default model (or ``GAITLAB_TEST_MODEL``); skipped without one. On both
+store backends: the embedded SQLite file and a throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -92,14 +93,18 @@ def without_view(client: httpx.Client, gallery: SilhouetteCache, view: str):
     return enroll_again
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_identify_over_http_matches_the_protocols_cos_rank1(
-    trained_model, validation_tree, tmp_path
+    trained_model, validation_tree, tmp_path, request, backend
 ):
     # sequences the service refuses (fewer than 5 frames) are left out on both sides
     gallery = SilhouetteCache.load(validation_tree, SUBJECTS, GALLERY, 5, progress=False)
     probes = SilhouetteCache.load(validation_tree, SUBJECTS, ["nm-05", "nm-06"], 5, progress=False)
     probe_views = np.array([key.view for key in probes.keys])
-    server = Server(trained_model, tmp_path / "data").start()
+    env = {}
+    if backend == "postgres":
+        env["GAITLAB_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    server = Server(trained_model, tmp_path / "data", env=env).start()
     try:
         build = ["gallery", "build", "--casia-b", str(validation_tree), "--subjects", "063-074"]
         assert main([*build, "--conditions", ",".join(GALLERY), "--url", server.url]) == 0

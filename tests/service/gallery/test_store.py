@@ -5,6 +5,7 @@ migrations, metadata checked before anything is stored; SQLite's erasure on disk
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -340,3 +341,28 @@ def test_models_are_kept_in_the_store_for_replicas(store):
     store.put_model("m1", b"\x00onnx bytes\xff")
     store.put_model("m1", b"ignored: a version is its content")
     assert store.get_model("m1") == b"\x00onnx bytes\xff"
+
+
+def test_postgres_deletes_are_vacuumed(postgres_url):
+    """What can be checked of erasure on PostgreSQL: deleted rows are gone from every query at
+    once, and the store has VACUUMed the gallery tables (dead row versions reclaimed, not left
+    for autovacuum). Their bytes may remain in free space until overwritten: the README says so."""
+    import psycopg
+
+    store = open_store(postgres_url)
+    sample = store.add_sample("erase-me", clip(5), np.ones(8, np.float32), "v1")
+    store.delete_subject("erase-me")
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 0
+        assert connection.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 0
+        deadline = time.monotonic() + 10
+        vacuumed = None
+        while vacuumed is None and time.monotonic() < deadline:
+            row = connection.execute(
+                "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'samples'"
+            ).fetchone()
+            vacuumed = row[0] if row else None
+            time.sleep(0.2)
+    assert vacuumed is not None
+    assert not store.has_sample(sample.id)
+    store.close()
