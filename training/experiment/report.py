@@ -137,7 +137,8 @@ def plot_comparison(title: str, runs: list[RunSummary], out: Path) -> Path:
                 )
     left.set(title="training loss", xlabel="iteration", ylabel="loss (smoothed)", yscale="log")
     left.grid(alpha=0.3)
-    left.legend(fontsize=8)
+    if left.get_legend_handles_labels()[0]:
+        left.legend(fontsize=8)
     validation = sorted({run.validation for run in runs})
     right.set(
         title=f"validation rank-1 (%), {'; '.join(validation)}",
