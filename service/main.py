@@ -29,7 +29,7 @@ from service.refresh import (
     ModelRefresher,
     RefreshStatus,
     load_model,
-    model_file,
+    load_version,
     publish_model,
     read_active_model,
 )
@@ -72,13 +72,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = open_store(settings.store_target)
         position = store.change_position()  # before the index is built: nothing is missed
         models_dir = settings.models_dir
-        start = read_active_model(store, models_dir) or settings.model or default_model_path()
+        recorded = store.active_model_version()
+        start = read_active_model(store, models_dir)
+        if start is None and recorded is not None and settings.database_url:
+            # replicas share the active model: never replace it with one of this replica's own
+            raise RuntimeError(
+                f"model {recorded} is active on this gallery but neither in {models_dir} nor in "
+                "the database: copy it into the models folder, or activate another model"
+            )
+        start = start or settings.model or default_model_path()
         engine = EmbeddingEngine(start, device=settings.device, threads=settings.threads)
         recognizer = Recognizer(
             engine, store, settings.limits, settings.min_frames, timing=metrics.observe_step
         )
-        if store.active_model_version() != engine.version:  # a new gallery (or its model lost)
+        if not store.has_model(engine.version):  # so every replica can load it
             publish_model(store, start, engine.version)
+        active = store.active_model_version()  # again: another replica may have activated one
+        embedded_model_lost = not settings.database_url and active != engine.version
+        if active is None or embedded_model_lost:
             recognizer.activate(engine, start)
         refresher = ModelRefresher(
             recognizer, settings.models_dir, settings.device, settings.threads
@@ -90,10 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         # replicas of a shared database follow its change log; the embedded one has no others
         def load(version: str) -> EmbeddingEngine:
-            path = model_file(store, version, models_dir)
-            if path is None:
-                raise RuntimeError(f"model {version} is active but neither here nor in the store")
-            return load_model(path, settings.device, settings.threads)
+            return load_version(store, version, models_dir, settings.device, settings.threads)
 
         follower = ChangeFollower(recognizer, position, load, settings.poll_s)
         app.state.follower = follower

@@ -93,7 +93,7 @@ class Metrics:
     ) -> bytes:
         """The Prometheus text exposition, with the gauges read now."""
         self.change_position.set(follower.position)
-        self.replica_lag.set(follower.lag_s or 0.0)
+        self.replica_lag.set(follower.lag_now() or 0.0)
         active = recognizer.active
         self.gallery_samples.set(len(active.index))
         self.gallery_subjects.set(active.index.subjects)

@@ -194,6 +194,8 @@ class Recognizer:
         since; the store embeds those and records the activation in one transaction (which
         other replicas follow), then model and index are swapped together and the old model's
         embeddings forgotten."""
+        # stragglers first, outside any lock: the activation then embeds only the very last
+        embed_stored(engine, self.store, self.store.samples_missing(engine.version))
         with self.write_lock:
             self.store.activate_model(
                 engine.version,

@@ -100,21 +100,36 @@ def read_active_model(store: GalleryStore, models_dir: Path) -> Path | None:
 
 
 def model_file(store: GalleryStore, version: str, models_dir: Path) -> Path | None:
-    """A local file of model ``version``: kept here already, or fetched from the store."""
+    """A local file of model ``version``: kept here already, else fetched from the store, else
+    the file the activating process recorded (if it is on this machine). Callers check that
+    what they load is ``version``."""
     local = Path(models_dir) / kept_name(version)
     if local.is_file():
+        return local
+    data = store.get_model(version)
+    if data is not None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        partial = local.with_name(local.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(local)
         return local
     recorded = Path(json.loads(store.get_state(ACTIVE_MODEL_KEY) or "{}").get("path", "-"))
     if store.active_model_version() == version and recorded.is_file():
         return recorded
-    data = store.get_model(version)
-    if data is None:
-        return None
-    local.parent.mkdir(parents=True, exist_ok=True)
-    partial = local.with_name(local.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(local)
-    return local
+    return None
+
+
+def load_version(
+    store: GalleryStore, version: str, models_dir: Path, device: str, threads: int | None
+) -> EmbeddingEngine:
+    """The engine of model ``version`` (from this machine or the store), checked to be it."""
+    path = model_file(store, version, models_dir)
+    if path is None:
+        raise InvalidModelError(f"model {version} is active but neither here nor in the store")
+    engine = load_model(path, device, threads)
+    if engine.version != version:
+        raise InvalidModelError(f"{path} holds model {engine.version}, not {version}")
+    return engine
 
 
 def publish_model(store: GalleryStore, path: Path, version: str) -> None:
@@ -201,6 +216,19 @@ class ModelRefresher:
             raise RefreshCancelledError("cancelled: the service is shutting down")
         self.status.done += done
 
+    def _clean_up_after(self, engine: EmbeddingEngine, previous) -> None:
+        """After a failed refresh: drop the new model's embeddings unless its activation was
+        committed (then the store serves it: swap to it here too, or leave that to the
+        follower)."""
+        recognizer = self.recognizer
+        try:
+            if recognizer.store.active_model_version() == engine.version:
+                recognizer.switch(engine)
+            elif recognizer.active is previous:
+                recognizer.store.drop_embeddings_of(engine.version)
+        except Exception:  # the store is unreachable: nothing more to do now
+            log.exception("cleaning up after the refresh failed", extra={"version": engine.version})
+
     def _run(self, engine: EmbeddingEngine, kept: Path) -> None:
         recognizer, previous = self.recognizer, self.recognizer.active
         try:
@@ -211,8 +239,7 @@ class ModelRefresher:
             recognizer.activate(engine, kept)
         except Exception as error:  # the old model keeps serving whatever went wrong
             log.exception("refresh failed", extra={"version": engine.version})
-            if recognizer.active is previous:
-                recognizer.store.drop_embeddings_of(engine.version)
+            self._clean_up_after(engine, previous)
             self.status.error = f"{type(error).__name__}: {error}"
             self.status.state = "failed"
         else:

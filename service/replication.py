@@ -39,23 +39,42 @@ class ChangeFollower:
         self.poll_s = poll_s
         self.lag_s: float | None = None  # of the last change applied
         self.applied = 0
+        self.failing_since: float | None = None  # set while catching up keeps failing
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def healthy(self) -> bool:
+        return self.failing_since is None
+
     def catch_up(self) -> int:
-        """Apply every change logged since ``position``; returns how many."""
+        """Apply every change logged since ``position``, in order; returns how many. A change
+        that cannot be applied stops here (and is tried again): none is ever skipped."""
         store = self.recognizer.store
         count = 0
         with self._lock:
-            while changes := store.changes_since(self.position):
-                for change in changes:
-                    self._apply(change)
-                    self.position = change.id
-                    self.lag_s = max(0.0, time.time() - change.at)
-                count += len(changes)
-            self.applied += count
+            try:
+                while changes := store.changes_since(self.position):
+                    for change in changes:
+                        self._apply(change)
+                        self.position = change.id
+                        self.lag_s = max(0.0, time.time() - change.at)
+                        count += 1
+            except Exception:
+                if self.failing_since is None:
+                    self.failing_since = time.time()
+                raise
+            finally:
+                self.applied += count
+            self.failing_since = None
         return count
+
+    def lag_now(self) -> float | None:
+        """The lag to report: of the last change applied, or how long catching up has failed."""
+        if self.failing_since is not None:
+            return time.time() - self.failing_since
+        return self.lag_s
 
     def _apply(self, change: Change) -> None:
         if change.kind == "enroll":
@@ -65,8 +84,8 @@ class ChangeFollower:
         elif change.kind == "activate":
             if change.model_version != self.recognizer.active.version:
                 self.recognizer.switch(self.load(change.model_version))
-        else:
-            log.warning("unknown change kind", extra={"kind": change.kind, "id": change.id})
+        else:  # from a newer release: skipping it could miss an activation
+            raise RuntimeError(f"change {change.id} is of an unknown kind {change.kind!r}")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="change-follower", daemon=True)

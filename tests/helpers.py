@@ -46,10 +46,13 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(fa, fb).sum() / union) if union else 1.0
 
 
-def toy_model(path: Path, threshold: float = 0.95, version: str = "toy-1") -> Path:
+def toy_model(
+    path: Path, threshold: float = 0.95, version: str = "toy-1", negate: bool = False
+) -> Path:
     """A small real ONNX embedding model (no training): the mean frame of a clip, cut into 8
     horizontal parts, ``[batch, 352, 8]``; with a model card whose 1 % FAR threshold is
-    ``threshold``. Identical clips score 1.0; different silhouettes score lower."""
+    ``threshold``. Identical clips score 1.0; different silhouettes score lower. ``negate``: the
+    same embedding times -1, so mixing its embeddings with the plain model's scores -1."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -64,8 +67,12 @@ def toy_model(path: Path, threshold: float = 0.95, version: str = "toy-1") -> Pa
         helper.make_node("Cast", ["silhouettes"], ["f"], to=TensorProto.FLOAT),
         helper.make_node("ReduceMean", ["f"], ["mean"], axes=[1], keepdims=0),  # [b, 64, 44]
         helper.make_node("Reshape", ["mean", "shape"], ["parts"]),  # [b, 8, 352]
-        helper.make_node("Transpose", ["parts"], ["embeddings"], perm=[0, 2, 1]),
+        helper.make_node(
+            "Transpose", ["parts"], ["transposed" if negate else "embeddings"], perm=[0, 2, 1]
+        ),
     ]
+    if negate:
+        nodes.append(helper.make_node("Neg", ["transposed"], ["embeddings"]))
     graph = helper.make_graph(nodes, "toy", [sils], [out], initializer=[shape])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     card = ModelCard(

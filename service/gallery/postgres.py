@@ -107,7 +107,12 @@ class PostgresStore(GalleryStore):
         self.url = url
         self.description = _redacted(url)
         self._pool = ConnectionPool(
-            url, min_size=min_size, max_size=max_size, open=True, kwargs={"autocommit": True}
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=True,
+            kwargs={"autocommit": True, "connect_timeout": 10},
+            configure=_read_committed,
         )
         self._vacuum_lock = threading.Lock()
         self._listener = None  # the replica's LISTEN connection, opened on first wait
@@ -122,7 +127,7 @@ class PostgresStore(GalleryStore):
     def _migrate(self) -> None:
         with self._pool.connection() as connection, connection.transaction():
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            connection.execute(SCHEMA)
+            connection.execute("CREATE TABLE IF NOT EXISTS gaitlab_schema (version INTEGER)")
             row = connection.execute("SELECT version FROM gaitlab_schema").fetchone()
             version = row[0] if row else 0
             if version > SCHEMA_VERSION:
@@ -130,7 +135,8 @@ class PostgresStore(GalleryStore):
                     f"{self.description} holds gallery schema {version}, written by a newer "
                     f"GaitLab; this release reads up to schema {SCHEMA_VERSION}: upgrade it"
                 )
-            if row is None:
+            if row is None:  # a new database: schema 1 (run once, not at every start)
+                connection.execute(SCHEMA)
                 connection.execute("INSERT INTO gaitlab_schema (version) VALUES (1)")
                 version = 1
             for target in range(version + 1, SCHEMA_VERSION + 1):
@@ -180,10 +186,17 @@ class PostgresStore(GalleryStore):
         if self._listener is None:
             import psycopg
 
-            self._listener = psycopg.connect(self.url, autocommit=True)
+            self._listener = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             self._listener.execute(f"LISTEN {CHANNEL}")
-        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-            pass
+        import psycopg
+
+        try:
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:  # the connection went away: open a new one next time
+            self._listener.close()
+            self._listener = None
+            raise
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._pool.connection() as connection:
@@ -193,6 +206,14 @@ class PostgresStore(GalleryStore):
         """VACUUM the gallery tables: dead row versions are reclaimed, not left for later."""
         with self._vacuum_lock, self._pool.connection() as connection:
             connection.execute(f"VACUUM {', '.join(GALLERY_TABLES)}")
+
+
+def _read_committed(connection) -> None:
+    """Whatever the server's default: each statement sees what committed before it — the
+    write lock's ordering and the stale-model check rely on it."""
+    import psycopg
+
+    connection.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
 
 
 def _redacted(url: str) -> str:

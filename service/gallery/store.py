@@ -281,6 +281,9 @@ class GalleryStore(ABC):
                 (version, data, time.time()),
             )
 
+    def has_model(self, version: str) -> bool:
+        return bool(self._read("SELECT 1 FROM models WHERE version = ?", (version,)))
+
     def get_model(self, version: str) -> bytes | None:
         rows = self._read("SELECT onnx FROM models WHERE version = ?", (version,))
         return bytes(rows[0][0]) if rows else None

@@ -151,13 +151,34 @@ def test_a_refresh_started_on_one_replica_switches_both_without_mixing(replicas,
                     continue
                 body = answer.json()
                 seen[url].append(body["model_version"])
-                if body["hits"][0]["subject_id"] != "s7":
-                    failures.append(f"wrong top hit under {body['model_version']}")
+                top = body["hits"][0]
+                if top["subject_id"] != "s7" or top["score"] < 0.99:
+                    failures.append(f"{top} under {body['model_version']}")
+
+    enrolled: list[int] = []
+
+    def enroll_on_b() -> None:  # enrollments on the other replica, through the refresh
+        with httpx.Client(base_url=b.url, timeout=30) as http:
+            n = 100
+            while not stop.is_set():
+                answer = http.post(
+                    f"/gallery/subjects/late{n}/samples", files={"clip": ("c.npy", aligned_clip(n))}
+                )
+                if answer.status_code == 201:
+                    enrolled.append(n)
+                else:
+                    failures.append(answer.text)
+                n += 1
 
     threads = [threading.Thread(target=client, args=(url,)) for url in (a.url, b.url)]
+    threads.append(threading.Thread(target=enroll_on_b))
     for thread in threads:
         thread.start()
-    new_model = toy_model(tmp_path / "b.onnx", version="b")
+    # the new model's embeddings are the old ones negated: any answer that paired one model's
+    # engine with the other's index would score -1 and name the wrong subject
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    new_model = toy_model(uploads / "b.onnx", version="b", negate=True)
     with new_model.open("rb") as upload:
         started = httpx.post(f"{a.url}/admin/model", files={"model": ("b.onnx", upload)})
     assert started.status_code == 202, started.text
@@ -177,5 +198,14 @@ def test_a_refresh_started_on_one_replica_switches_both_without_mixing(replicas,
         assert set(versions[:switched]) <= {"toy-1"}, url
         assert set(versions[switched:]) == {"b"}, url  # never back, never mixed
     # the model reached replica b through the store, not a file it was given
-    assert httpx.get(f"{b.url}/model").json()["gallery_samples"] == 40
-    assert identify_top(b, 7) == "s7"
+    assert (b.data_dir / "models" / "b.onnx").is_file()
+    assert enrolled  # and what b enrolled meanwhile is searchable on both, with the new model
+    expected = 40 + len(enrolled)
+    for url in (a.url, b.url):
+        wait_for(lambda url=url: httpx.get(f"{url}/model").json()["gallery_samples"] == expected)
+    for url in (a.url, b.url):  # the last late clip scores 1.0 under the new model's index
+        answer = httpx.post(
+            f"{url}/identify", files={"clip": ("c.npy", aligned_clip(enrolled[-1]))}
+        )
+        assert answer.json()["model_version"] == "b"
+        assert answer.json()["hits"][0]["score"] >= 0.99

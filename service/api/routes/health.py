@@ -38,10 +38,12 @@ def readyz(
         "store": recognizer.store.ping(),
         "self_test": self_test.ok,
     }
+    if not follower.healthy:  # a replica that cannot follow its gallery's changes
+        checks["replication"] = False
     ready = all(checks.values())
     answer: dict = {"status": "ready" if ready else "not ready", "checks": checks}
-    if follower.lag_s is not None:
-        answer["replica_lag_s"] = round(follower.lag_s, 3)
+    if (lag := follower.lag_now()) is not None:
+        answer["replica_lag_s"] = round(lag, 3)
     return JSONResponse(answer, status_code=200 if ready else 503)
 
 
