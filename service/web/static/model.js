@@ -28,7 +28,7 @@ function modelView(model) {
     ["Version", model.version],
     ["Net", card.net],
     ["Provider", `${model.provider} (${model.device})`],
-    ["Gallery", `${model.gallery_samples} samples`],
+    ["Gallery", `${model.gallery_samples} sample${model.gallery_samples === 1 ? "" : "s"}`],
     ["Trained on", card.training?.subjects],
     ["Self-test", model.self_test ? (model.self_test.ok ? `passed, ${model.self_test.embed_ms} ms` : `failed: ${model.self_test.error}`) : "not run yet"],
   ];
