@@ -29,7 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.default import default_model_path  # noqa: E402
-from tests.service.live_server import Server  # noqa: E402
+from tests.service.live_server import (  # noqa: E402
+    ADMIN_KEY,
+    CLIENT_KEY,
+    Server,
+)
 from tests.service.test_hostile import (  # noqa: E402
     as_zip,
     many_page_tiff,
@@ -37,7 +41,7 @@ from tests.service.test_hostile import (  # noqa: E402
     png,
     stream_until_answered,
 )
-from tests.service.test_operations_e2e import ADMIN_KEY, CLIENT_KEY, aligned_clip  # noqa: E402
+from tests.service.test_operations_e2e import aligned_clip  # noqa: E402
 
 CLIENT = {"X-API-Key": CLIENT_KEY}
 ADMIN = {"X-API-Key": ADMIN_KEY}

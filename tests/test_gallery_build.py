@@ -8,8 +8,7 @@ import pytest
 from gaitlab.cli import main
 from service.gallery.store import open_store
 from tests.helpers import toy_model
-from tests.service.live_server import Server
-from tests.service.test_operations_e2e import ADMIN_KEY, CLIENT_KEY
+from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, Server
 
 pytestmark = [pytest.mark.casia, pytest.mark.slow]
 NM_GALLERY = "nm-01,nm-02,nm-03,nm-04"

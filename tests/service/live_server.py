@@ -13,6 +13,9 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_UPLOAD = 2_000_000
+ADMIN_KEY = "admin-key-0123456789abcdef"
+CLIENT_KEY = "client-key-0123456789abcdef"
+KEYS = {"GAITLAB_ADMIN_KEYS": ADMIN_KEY, "GAITLAB_CLIENT_KEYS": CLIENT_KEY}
 
 
 def free_port() -> int:
@@ -67,3 +70,13 @@ class Server:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=20)
+
+
+def keyed_toy_server(folder: Path, env: dict[str, str] | None = None) -> Server:
+    """A started server on the toy model (``tests.helpers.toy_model``) with an admin and a
+    client key set, its files in ``folder``."""
+    from tests.helpers import toy_model
+
+    return Server(
+        toy_model(folder / "toy.onnx"), folder / "data", env={**KEYS, **(env or {})}
+    ).start()

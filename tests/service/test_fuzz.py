@@ -12,9 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from tests.helpers import toy_model
-from tests.service.live_server import Server
-from tests.service.test_operations_e2e import ADMIN_KEY, CLIENT_KEY
+from tests.service.live_server import ADMIN_KEY, keyed_toy_server
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +21,7 @@ EXAMPLES = 40  # per operation and key: about 1,100 requests in all
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fuzz")
-    env = {"GAITLAB_ADMIN_KEYS": ADMIN_KEY, "GAITLAB_CLIENT_KEYS": CLIENT_KEY}
-    running = Server(toy_model(folder / "toy.onnx"), folder / "data", env=env).start()
+    running = keyed_toy_server(tmp_path_factory.mktemp("fuzz"))
     yield running
     running.stop()
 

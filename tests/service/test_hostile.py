@@ -25,16 +25,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import toy_model
-from tests.service.live_server import Server
-from tests.service.test_operations_e2e import ADMIN_KEY, CLIENT_KEY, aligned_clip
+from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, Server, keyed_toy_server
+from tests.service.test_operations_e2e import aligned_clip
 
 pytestmark = pytest.mark.slow
 
 MAX_UPLOAD = 12_000_000
 LIMITS = {
-    "GAITLAB_ADMIN_KEYS": ADMIN_KEY,
-    "GAITLAB_CLIENT_KEYS": CLIENT_KEY,
     "GAITLAB_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
     "GAITLAB_MAX_REQUEST_BYTES": "16000000",
     "GAITLAB_MAX_CONCURRENCY": "2",
@@ -51,7 +48,7 @@ ADMIN = {"X-API-Key": ADMIN_KEY}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
-    running = Server(toy_model(folder / "toy.onnx"), folder / "data", env=LIMITS).start()
+    running = keyed_toy_server(folder, env=LIMITS)
     yield running
     running.stop()
 

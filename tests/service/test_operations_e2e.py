@@ -16,11 +16,8 @@ import numpy as np
 from gaitlab.cli import main
 from service.gallery.store import open_store
 from tests.helpers import toy_model
-from tests.service.live_server import Server
+from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, Server
 from tests.service.test_recognition import person, walker_clip
-
-ADMIN_KEY = "admin-key-0123456789abcdef"
-CLIENT_KEY = "client-key-0123456789abcdef"
 
 
 def aligned_clip(n: int, frames: int = 30) -> bytes:

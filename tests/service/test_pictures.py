@@ -14,9 +14,8 @@ import pytest
 from PIL import Image
 
 from service.pictures import PictureCache, gei, render, strip
-from tests.helpers import toy_model
-from tests.service.live_server import Server
-from tests.service.test_operations_e2e import ADMIN_KEY, CLIENT_KEY, aligned_clip
+from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, keyed_toy_server
+from tests.service.test_operations_e2e import aligned_clip
 
 
 def test_gei_is_the_mean_frame_and_the_strip_spaces_frames_evenly():
@@ -55,9 +54,7 @@ def test_the_cache_renders_once_and_forgets_on_request():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pictures")
-    keys = {"GAITLAB_ADMIN_KEYS": ADMIN_KEY, "GAITLAB_CLIENT_KEYS": CLIENT_KEY}
-    running = Server(toy_model(folder / "toy.onnx"), folder / "data", env=keys).start()
+    running = keyed_toy_server(tmp_path_factory.mktemp("pictures"))
     yield running
     running.stop()
 

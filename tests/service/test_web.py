@@ -17,9 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import toy_model
-from tests.service.live_server import REPO, Server
-from tests.service.test_operations_e2e import ADMIN_KEY, CLIENT_KEY
+from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, REPO, keyed_toy_server
 from tests.service.test_recognition import walker_clip
 
 pytestmark = pytest.mark.slow
@@ -42,9 +40,7 @@ FLAGS = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("web")
-    keys = {"GAITLAB_ADMIN_KEYS": ADMIN_KEY, "GAITLAB_CLIENT_KEYS": CLIENT_KEY}
-    running = Server(toy_model(folder / "toy.onnx"), folder / "data", env=keys).start()
+    running = keyed_toy_server(tmp_path_factory.mktemp("web"))
     yield running
     running.stop()
 
