@@ -214,16 +214,19 @@ def _train(
         if due_checkpoint and runtime.is_main:
             checkpoint()
         if due_validation and log and val_cache is not None:
-            # intermediate points may cap frames; the final one uses every frame (the protocol)
-            max_frames = None if finished else run.val_max_frames
-            headline = validate(model, val_cache, config, runtime.device, max_frames)
-            log.validation(iteration, headline, max_frames)
-            bar.write(
-                f"iteration {iteration}: "
-                + " ".join(f"{k} {v:.1f}" for k, v in headline.items())
-                + f"  ({elapsed / 60:.1f} min training"
-                + (f", first {max_frames} frames)" if max_frames else ", all frames)")
-            )
+            # intermediate points may cap frames; the final one uses every frame (the protocol),
+            # after a capped one too, so the curve ends on a point like the others
+            caps = [run.val_max_frames] if run.val_max_frames else []
+            caps = [*caps, None] if finished else caps or [None]
+            for max_frames in caps:
+                headline = validate(model, val_cache, config, runtime.device, max_frames)
+                log.validation(iteration, headline, max_frames)
+                bar.write(
+                    f"iteration {iteration}: "
+                    + " ".join(f"{k} {v:.1f}" for k, v in headline.items())
+                    + f"  ({elapsed / 60:.1f} min training"
+                    + (f", first {max_frames} frames)" if max_frames else ", all frames)")
+                )
         if due_checkpoint or due_validation:
             runtime.barrier()
         if on_step:
