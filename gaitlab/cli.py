@@ -87,7 +87,7 @@ def _run_gallery_build(args: argparse.Namespace) -> int:
                 api_key=args.api_key,
             )
         else:
-            model = args.model or default_model_path()
+            model = args.model or default_model_path("auto")  # what the service serves
             report = build_into_store(
                 args.casia_b,
                 subjects,

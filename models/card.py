@@ -89,6 +89,11 @@ class ModelCard(_Strict):
         "Automation, Chinese Academy of Sciences: for research use only."
     )
     contract_version: int = 1
+    cpu_default: str | None = Field(
+        None,
+        description="an int8 variant's case for being served by default on a CPU: its measured "
+        "accuracy beside fp32's (None: fp32 is served by default)",
+    )
 
     def threshold_at(self, far: float) -> Threshold | None:
         return next((t for t in self.thresholds if abs(t.far - far) < 1e-12), None)

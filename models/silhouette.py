@@ -205,4 +205,36 @@ def normalise_clip(frames: Iterable[np.ndarray]) -> np.ndarray:
     In  frames: [T, H, W] array or an iterable of [H_i, W_i] masks
     Out uint8 [n, 64, 44], n <= T (n may be 0)
     """
+    already_normalised = isinstance(frames, np.ndarray) and frames.ndim == 3 and len(frames)
+    if already_normalised and frames.shape[1:] in (ALIGNED_SHAPE, MODEL_SHAPE):
+        return _normalised_clip(frames)  # the whole array at once, no loop
     return _stack(frames, MODEL_WIDTH, normalise_silhouette)
+
+
+def _normalised_clip(clip: np.ndarray) -> np.ndarray:
+    """``normalise_clip`` of a clip already aligned [T, 64, 64] or cut [T, 64, 44], for the
+    whole array at once: the same checks, scaling and empty-frame rule as frame by frame."""
+    if clip.dtype == np.bool_:
+        masks = clip.astype(np.uint8) * np.uint8(FOREGROUND)
+    else:
+        if clip.dtype.kind not in "uif":
+            raise SilhouetteError(
+                f"a silhouette frame must be numeric or bool; got dtype {clip.dtype}"
+            )
+        if clip.dtype.kind == "f" and not np.isfinite(clip).all():
+            raise SilhouetteError("a silhouette frame must not contain NaN or infinity")
+        low, high = clip.min(), clip.max()
+        if low < 0 or high > FOREGROUND:
+            raise SilhouetteError(f"silhouette values must lie in 0–255; got {low}–{high}")
+        masks = clip
+        binary = clip.max(axis=(1, 2)) <= 1  # 0/1 frames are scaled, each on its own
+        if binary.any():
+            masks = masks.astype(np.float64 if clip.dtype.kind == "f" else np.int64)
+            masks[binary] *= FOREGROUND
+        if masks.dtype != np.uint8:
+            masks = np.rint(masks) if masks.dtype.kind == "f" else masks
+            masks = masks.astype(np.uint8)
+    masks = masks[masks.sum(axis=(1, 2), dtype=np.int64) > EMPTY_MASS]
+    if masks.shape[1:] == ALIGNED_SHAPE:
+        masks = cut_to_model(masks)
+    return np.ascontiguousarray(masks)

@@ -22,7 +22,6 @@ def _run_serve(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
 
-    from models.default import default_model_path
     from service.gallery.store import StoreVersionError, open_store
     from service.logs import configure_logging
     from service.main import create_app
@@ -32,7 +31,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         settings = Settings.from_env(data_dir=args.data_dir, model=args.model, device=args.device)
         settings.check_bind(args.host)
         if settings.model is None:
-            default_model_path()
+            settings.default_model()
         open_store(settings.store_target).close()  # created, migrated, or refused here
     except (ValidationError, InsecureBindError, FileNotFoundError, StoreVersionError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -13,12 +13,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from models.default import default_model_path
 from models.engine import EmbeddingEngine
 from service.api.errors import install_error_handlers
 from service.api.gate import RequestGate
 from service.api.observe import install_observation
 from service.api.routes import admin, gallery, health, recognition, web
+from service.batching import EmbedBatcher
 from service.gallery.store import GalleryStore, open_store
 from service.metrics import Metrics
 from service.recognition import Recognizer
@@ -36,6 +36,7 @@ from service.refresh import (
 from service.replication import ChangeFollower
 from service.self_test import SelfTest
 from service.settings import Settings
+from service.threads import apply_thread_budget
 
 log = logging.getLogger("gaitlab.service")
 
@@ -50,7 +51,7 @@ def _activate_requested(settings: Settings, refresher: ModelRefresher, store: Ga
         store.set_state(REQUESTED_MODEL_KEY, active.version)
         return
     try:
-        engine = load_model(settings.model, settings.device, settings.threads)
+        engine = load_model(settings.model, settings.engine_options)
         requested = engine.version
         if requested != store.get_state(REQUESTED_MODEL_KEY):
             refresher.start(settings.model, engine)  # loaded once, not again
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        apply_thread_budget(settings.request_threads)
         store = open_store(settings.store_target)
         position = store.change_position()  # before the index is built: nothing is missed
         models_dir = settings.models_dir
@@ -80,10 +82,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 f"model {recorded} is active on this gallery but neither in {models_dir} nor in "
                 "the database: copy it into the models folder, or activate another model"
             )
-        start = start or settings.model or default_model_path()
-        engine = EmbeddingEngine(start, device=settings.device, threads=settings.threads)
+        start = start or settings.model or settings.default_model()
+        engine = settings.engine_options.open(start)
+        batcher = EmbedBatcher(
+            settings.batch_max, settings.batch_wait_ms / 1000, observe=metrics.observe_batch
+        )
         recognizer = Recognizer(
-            engine, store, settings.limits, settings.min_frames, timing=metrics.observe_step
+            engine,
+            store,
+            settings.limits,
+            settings.min_frames,
+            timing=metrics.observe_step,
+            batcher=batcher,
+            index_policy=settings.index_policy,
+            centroids_dir=settings.centroids_dir,
         )
         if not store.has_model(engine.version):  # so every replica can load it
             publish_model(store, start, engine.version)
@@ -91,9 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         embedded_model_lost = not settings.database_url and active != engine.version
         if active is None or embedded_model_lost:
             recognizer.activate(engine, start)
-        refresher = ModelRefresher(
-            recognizer, settings.models_dir, settings.device, settings.threads
-        )
+        refresher = ModelRefresher(recognizer, settings.models_dir, settings.engine_options)
         app.state.settings, app.state.metrics = settings, metrics
         app.state.recognizer, app.state.refresher = recognizer, refresher
         app.state.self_test = self_test = SelfTest(recognizer, settings.self_test_interval_s)
@@ -101,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         # replicas of a shared database follow its change log; the embedded one has no others
         def load(version: str) -> EmbeddingEngine:
-            return load_version(store, version, models_dir, settings.device, settings.threads)
+            return load_version(store, version, models_dir, settings.engine_options)
 
         follower = ChangeFollower(recognizer, position, load, settings.poll_s)
         app.state.follower = follower
@@ -125,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             follower.stop()
             self_test.stop()
             refresher.stop()
+            recognizer.close()
             store.close()
 
     app = FastAPI(

@@ -37,9 +37,16 @@ class Metrics:
         )
         self.steps = Histogram(
             "gaitlab_step_duration_seconds",
-            "time in one step of a request: embed (model) or search (index)",
+            "time in one step: embed (a request's wait for its embedding), model (one model "
+            "call, several requests' clips), search (index)",
             ["step"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_clips = Histogram(
+            "gaitlab_embed_batch_clips",
+            "clips embedded in one model call (concurrent requests batched together)",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
             registry=self.registry,
         )
         self.errors = Counter(
@@ -81,6 +88,10 @@ class Metrics:
             "from the commit of the last change applied here to its application",
             registry=self.registry,
         )
+
+    def observe_batch(self, clips: int, seconds: float) -> None:
+        self.batch_clips.observe(clips)
+        self.steps.labels("model").observe(seconds)
 
     def observe_step(self, step: str, seconds: float) -> None:
         self.steps.labels(step).observe(seconds)

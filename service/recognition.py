@@ -19,9 +19,10 @@ import numpy as np
 from models.engine import EmbeddingEngine
 from models.scoring import part_normalise
 from models.silhouette import normalise_clip
+from service.batching import EmbedBatcher, Ticket
 from service.clips import ClipError, ClipLimits, decode_clip
 from service.errors import ServiceError
-from service.gallery.index import GalleryIndex, SubjectHit
+from service.gallery.index import GalleryIndex, IndexPolicy, SubjectHit
 from service.gallery.store import (
     GalleryStore,
     InvalidMetadataError,
@@ -133,10 +134,17 @@ def embed_stored(
             progress(len(chunk))
 
 
-def build_index(engine: EmbeddingEngine, store: GalleryStore) -> GalleryIndex:
+def build_index(
+    engine: EmbeddingEngine,
+    store: GalleryStore,
+    policy: IndexPolicy | None = None,
+    centroids_dir: Path | None = None,
+) -> GalleryIndex:
     """The index of ``engine``'s stored embeddings (which must be complete)."""
     found = store.embeddings(engine.version)
-    index = GalleryIndex(embedding_dim(engine), engine.version, device=engine.device)
+    index = GalleryIndex(
+        embedding_dim(engine), engine.version, engine.device, policy, centroids_dir
+    )
     if len(found.sample_ids):
         index.add(found.sample_ids, found.subject_ids, found.vectors)
     return index
@@ -161,8 +169,14 @@ class Recognizer:
         limits: ClipLimits | None = None,
         min_frames: int = 5,
         timing: Timing | None = None,
+        batcher: EmbedBatcher | None = None,
+        index_policy: IndexPolicy | None = None,
+        centroids_dir: Path | None = None,
     ):
         self.store = store
+        self.index_policy, self.centroids_dir = index_policy, centroids_dir
+        self.batcher = batcher or EmbedBatcher()
+        """Makes every live embedding call, batching concurrent requests' clips."""
         self.limits = limits or ClipLimits()
         self.min_frames = min_frames
         self.timing = timing or (lambda step, seconds: None)
@@ -173,7 +187,10 @@ class Recognizer:
         """Called when an enrollment finds that another replica activated a new model: catch
         up with the store (the change follower sets it), then the enrollment is embedded again."""
         embed_stored(engine, store, store.samples_missing(engine.version))
-        self.active = ActiveModel(engine, build_index(engine, store))
+        self.active = ActiveModel(engine, self._build_index(engine))
+
+    def _build_index(self, engine: EmbeddingEngine) -> GalleryIndex:
+        return build_index(engine, self.store, self.index_policy, self.centroids_dir)
 
     @property
     def engine(self) -> EmbeddingEngine:
@@ -202,7 +219,7 @@ class Recognizer:
                 str(Path(path).resolve()),
                 lambda clips: part_normalise(engine.embed_many(clips)),
             )
-            self.active = ActiveModel(engine, build_index(engine, self.store))
+            self.active = ActiveModel(engine, self._build_index(engine))
             self.store.drop_embeddings_except(engine.version)
 
     def switch(self, engine: EmbeddingEngine) -> None:
@@ -210,7 +227,7 @@ class Recognizer:
         index of its embeddings, complete in the store since the activation committed."""
         with self.write_lock:
             if engine.version != self.active.version:
-                self.active = ActiveModel(engine, build_index(engine, self.store))
+                self.active = ActiveModel(engine, self._build_index(engine))
 
     def threshold(self, override: float | None = None, active: ActiveModel | None = None) -> float:
         if override is not None:
@@ -231,30 +248,47 @@ class Recognizer:
             )
         return silhouettes
 
-    def _embed(self, engine: EmbeddingEngine, clips: list[np.ndarray]) -> np.ndarray:
-        """Part-normalised embeddings float32 [n, c * p] of clips uint8 [T_i, 64, 44]."""
+    def _embed(
+        self, engine: EmbeddingEngine, clips: list[np.ndarray], ticket: Ticket
+    ) -> np.ndarray:
+        """Part-normalised embeddings float32 [n, c * p] of clips uint8 [T_i, 64, 44], embedded
+        by the batcher (with other requests' clips of the same length)."""
         started = time.perf_counter()
-        vectors = part_normalise(engine.embed_many(clips))
+        vectors = part_normalise(ticket.embed(engine, clips))
         self.timing("embed", time.perf_counter() - started)
         return vectors
 
     def probe(self, upload: bytes, active: ActiveModel | None = None) -> Probe:
         """Decode, normalise and embed an upload."""
-        silhouettes = self._silhouettes(upload)
-        vector = self._embed((active or self.active).engine, [silhouettes])[0]
+        with self.batcher.incoming() as ticket:
+            silhouettes = self._silhouettes(upload)
+            vector = self._embed((active or self.active).engine, [silhouettes], ticket)[0]
         return Probe(vector, silhouettes)
 
-    def _search(self, index: GalleryIndex, probe: Probe, top_k: int) -> list[SubjectHit]:
+    def close(self) -> None:
+        """Stop the embedding worker (requests still queued get their answers first)."""
+        self.batcher.close()
+
+    def _search(
+        self, index: GalleryIndex, probe: Probe, top_k: int, exact: bool
+    ) -> list[SubjectHit]:
         started = time.perf_counter()
-        hits = index.search(probe.vector, top_k)
+        hits = index.search(probe.vector, top_k, exact)
         self.timing("search", time.perf_counter() - started)
         return hits
 
-    def identify(self, upload: bytes, top_k: int = 5, threshold: float | None = None):
+    def identify(
+        self,
+        upload: bytes,
+        top_k: int = 5,
+        threshold: float | None = None,
+        exact: bool = False,
+    ) -> Identification:
+        """exact: search every sample even when the gallery's index is approximate."""
         active = self.active
         probe = self.probe(upload, active)
         limit = self.threshold(threshold, active)
-        hits = self._search(active.index, probe, top_k)
+        hits = self._search(active.index, probe, top_k, exact)
         decision = hits[0].subject_id if hits and hits[0].score >= limit else None
         return Identification(
             hits, decision, limit, probe.frames, active.version, probe.silhouettes
@@ -289,6 +323,10 @@ class Recognizer:
         """Enroll several clips at once: all or none. Every clip is decoded and checked before
         anything is stored (an error names the clip), embedded in equal-length batches, and
         stored in one transaction; durable on return."""
+        with self.batcher.incoming() as ticket:
+            return self._enroll_many(items, ticket)
+
+    def _enroll_many(self, items: list[Enrollment], ticket: Ticket) -> list[Sample]:
         clips = []
         for position, item in enumerate(items):
             try:
@@ -302,7 +340,7 @@ class Recognizer:
                 raise type(error)(f"clip {position}: {error}") from error
         for _ in range(3):
             active = self.active
-            vectors = self._embed(active.engine, clips)
+            vectors = self._embed(active.engine, clips, ticket)
             with self.write_lock:
                 if self.active is not active:  # the model was swapped while we embedded
                     continue

@@ -7,6 +7,10 @@ using the old model and index. Then ``Recognizer.activate`` embeds what was enro
 meantime and swaps model and index in one step; the old embeddings are dropped. A model that
 fails any check is refused and the old one keeps serving; a refresh that fails halfway drops
 its partial embeddings. The active model is recorded in the store, so a restart comes back on it.
+
+Live requests come first: the re-embedding runs on its own single-threaded copy of the model,
+in a thread at the lowest CPU priority, in small batches, so the scheduler gives live requests
+the cores whenever they want them (README "Speed" has p99 with and without a refresh).
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from pathlib import Path
 from typing import Literal
 
 from models.card import card_path
-from models.engine import EmbeddingEngine, ModelContractError
+from models.engine import EmbeddingEngine, EngineOptions, ModelContractError
 from service.errors import ServiceError
 from service.gallery.records import ACTIVE_MODEL_KEY
 from service.gallery.store import GalleryStore
 from service.recognition import Recognizer, embed_stored
+from service.threads import lower_this_thread
 
 log = logging.getLogger("gaitlab.refresh")
 
@@ -69,10 +74,10 @@ class RefreshStatus:
         return asdict(self)
 
 
-def load_model(path: Path, device: str = "auto", threads: int | None = None) -> EmbeddingEngine:
+def load_model(path: Path, options: EngineOptions | None = None) -> EmbeddingEngine:
     """A model fit to serve, or ``InvalidModelError`` saying why not."""
     try:
-        engine = EmbeddingEngine(path, device=device, threads=threads)
+        engine = (options or EngineOptions()).open(path)
     except ModelContractError as error:
         raise InvalidModelError(str(error)) from error
     except OSError as error:  # missing, unreadable, a name too long for the file system
@@ -120,13 +125,13 @@ def model_file(store: GalleryStore, version: str, models_dir: Path) -> Path | No
 
 
 def load_version(
-    store: GalleryStore, version: str, models_dir: Path, device: str, threads: int | None
+    store: GalleryStore, version: str, models_dir: Path, options: EngineOptions
 ) -> EmbeddingEngine:
     """The engine of model ``version`` (from this machine or the store), checked to be it."""
     path = model_file(store, version, models_dir)
     if path is None:
         raise InvalidModelError(f"model {version} is active but neither here nor in the store")
-    engine = load_model(path, device, threads)
+    engine = load_model(path, options)
     if engine.version != version:
         raise InvalidModelError(f"{path} holds model {engine.version}, not {version}")
     return engine
@@ -144,13 +149,12 @@ class ModelRefresher:
         self,
         recognizer: Recognizer,
         models_dir: Path,
-        device: str = "auto",
-        threads: int | None = None,
-        batch_size: int = 32,
+        options: EngineOptions | None = None,
+        batch_size: int = 8,
     ):
         self.recognizer = recognizer
         self.models_dir = Path(models_dir)
-        self.device, self.threads, self.batch_size = device, threads, batch_size
+        self.options, self.batch_size = options or EngineOptions(), batch_size
         self.status = RefreshStatus()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -169,7 +173,7 @@ class ModelRefresher:
                     f"a refresh to {self.status.target_version} is running "
                     f"({self.status.done}/{self.status.total})"
                 )
-            engine = engine or load_model(Path(source), self.device, self.threads)
+            engine = engine or load_model(Path(source), self.options)
             if engine.version == self.recognizer.model_version:
                 raise AlreadyActiveError(f"model {engine.version} is already active")
             store = self.recognizer.store
@@ -231,9 +235,13 @@ class ModelRefresher:
 
     def _run(self, engine: EmbeddingEngine, kept: Path) -> None:
         recognizer, previous = self.recognizer, self.recognizer.active
+        lower_this_thread()  # before the background model exists: its threads inherit it
         try:
+            # one thread, this one: the live model keeps its own threads and priority
+            background = load_model(kept, EngineOptions(self.options.device, 1, spin=False))
             missing = recognizer.store.samples_missing(engine.version)
-            embed_stored(engine, recognizer.store, missing, self.batch_size, self._progress)
+            embed_stored(background, recognizer.store, missing, self.batch_size, self._progress)
+            del background
             # the activation is one transaction (catch-up embeddings, the record, the change):
             # a crash before it keeps the old model, after it comes back on the new one
             recognizer.activate(engine, kept)

@@ -50,7 +50,9 @@ class SelfTest:
     def run_once(self) -> SelfTestResult:
         started = time.perf_counter()
         try:
-            embedding = self.recognizer.active.engine.embed(_probe_clip())
+            embedding = self.recognizer.batcher.embed(  # the live path: its worker must answer
+                self.recognizer.active.engine, list(_probe_clip()), timeout=30
+            )
             if not np.isfinite(embedding).all():
                 raise ValueError("the embedding holds NaN or infinity")
             ms = round(1000 * (time.perf_counter() - started), 2)

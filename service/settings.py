@@ -6,9 +6,13 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import onnxruntime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from models.default import default_model_path
+from models.engine import CUDA, EngineOptions
 from service.clips import ClipLimits
+from service.gallery.index import IndexPolicy
 
 MIN_KEY_LENGTH = 16
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -27,7 +31,19 @@ class Settings(BaseModel):
     poll_s: float = Field(1.0, gt=0)  # replicas: change-log polling when no notification comes
     model: Path | None = None  # None: the shipped default model
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = Field(None, gt=0)
+    # int8 or fp32 variant of the shipped default; auto: int8 on a CPU when its card says it
+    # keeps fp32's accuracy (README "The default model"). A --model file is used as it is.
+    precision: Literal["auto", "fp32", "int8"] = "auto"
+    # --- speed (README "Speed"): one thread budget, micro-batching, the search index
+    threads: int | None = Field(None, gt=0)  # the model's intra-op threads; None: usable cores
+    spin: bool = False  # model threads busy-wait between runs (ONNX Runtime's own default)
+    search_threads: int = Field(1, gt=0)  # FAISS's OpenMP threads for one query
+    request_threads: int = Field(16, gt=0)  # decoding and search (the request threadpool)
+    batch_max: int = Field(8, gt=0)  # clips of concurrent requests embedded in one call
+    batch_wait_ms: float = Field(2.0, ge=0)  # wait for requests still decoding, at most
+    index: Literal["auto", "exact", "approximate"] = "auto"
+    approximate_from: int = Field(20_000, gt=0)  # auto: gallery size where IVF takes over
+    nprobe: int = Field(32, gt=0)  # IVF lists read per query
     # --- limits (README "Limits"): what one request may cost, enforced as it arrives
     max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0)  # one clip
     max_frames: int = Field(1000, gt=0)  # frames of one clip
@@ -90,6 +106,20 @@ class Settings(BaseModel):
         )
 
     @property
+    def engine_options(self) -> EngineOptions:
+        """How every live model of this process runs."""
+        return EngineOptions(self.device, self.threads, self.spin)
+
+    def default_model(self) -> Path:
+        """The shipped default in this precision (``FileNotFoundError`` if none is shipped)."""
+        on_cpu = self.device == "cpu" or CUDA not in onnxruntime.get_available_providers()
+        return default_model_path(self.precision, on_cpu)
+
+    @property
+    def index_policy(self) -> IndexPolicy:
+        return IndexPolicy(self.index, self.approximate_from, self.nprobe, self.search_threads)
+
+    @property
     def gallery_path(self) -> Path:
         return self.data_dir / "gallery.db"
 
@@ -102,3 +132,8 @@ class Settings(BaseModel):
     def models_dir(self) -> Path:
         """Models activated on this gallery are kept here."""
         return self.data_dir / "models"
+
+    @property
+    def centroids_dir(self) -> Path:
+        """Trained centroids of approximate indexes, kept between starts."""
+        return self.data_dir / "index"

@@ -1,21 +1,42 @@
-"""The search index: exact inner product (FAISS ``IndexFlatIP``) over part-normalised embeddings.
+"""The search index over part-normalised embeddings: exact for small galleries, approximate
+(FAISS IVF) for large ones.
 
 Vectors come from ``models.scoring.part_normalise``, so an inner product is the mean part cosine
 similarity and ranks exactly as the protocol's ``cos`` distance. One index holds one model
 version's embeddings; samples are keyed by their store ids.
 
-With the GPU build of FAISS (the ``gpu`` extra) and a visible GPU, searches run on a GPU copy of
-the index: additions go to both copies, a removal rebuilds the GPU copy from the CPU one (the
-copy of record), and searches deeper than the GPU's k limit use the CPU copy.
+**Exact** (``IndexFlatIP``) reads every vector for every query: about 1 ms per 10,000 samples
+of 2,048 floats here. **Approximate** (``IndexIVFFlat``) clusters the vectors into ``nlist``
+lists around trained centroids and reads only the ``nprobe`` lists nearest the query. It keeps
+the full vectors (no compression: 4 bytes a dimension, as exact), so scores are exact for the
+samples it reads, and a search with every list probed is exact search (``exact=True``).
+The ``auto`` policy switches to it once the gallery reaches ``approximate_from`` samples and
+retrains it, in the background, each time the gallery has grown fourfold since the last
+training (``nlist`` follows the gallery's size); searches go on meanwhile on the current index,
+and writes made during a retraining are replayed onto the new one before the swap. Trained
+centroids can be kept in a folder, so a restart adds the vectors to them without training.
+
+With the GPU build of FAISS (the ``gpu`` extra) and a visible GPU, exact searches run on a GPU
+copy of the index: additions go to both copies, a removal rebuilds the GPU copy from the CPU one
+(the copy of record), and searches deeper than the GPU's k limit use the CPU copy. The
+approximate index stays on the CPU.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import faiss
 import numpy as np
+
+from service.threads import lower_this_thread
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,7 +48,35 @@ class SubjectHit:
     score: float
 
 
+@dataclass(frozen=True)
+class IndexPolicy:
+    """Which search a gallery gets. kind: ``auto`` (exact below ``approximate_from`` samples,
+    approximate from there), ``exact`` or ``approximate`` (from ``MIN_TRAINING`` samples: fewer
+    cannot train the lists)."""
+
+    kind: Literal["auto", "exact", "approximate"] = "auto"
+    approximate_from: int = 20_000
+    nprobe: int = 32
+    threads: int = 1  # OpenMP threads of one search (README "Speed": 1 is fastest here)
+
+    def wants_lists(self, samples: int) -> bool:
+        if self.kind == "exact" or samples < MIN_TRAINING:
+            return False
+        return self.kind == "approximate" or samples >= self.approximate_from
+
+
 GPU_MAX_K = 2048  # FAISS GPU searches return at most this many neighbours
+MIN_TRAINING = 2_000  # fewer samples train too few lists to be worth it
+POINTS_PER_LIST = 40  # training sample: FAISS wants at least 39 points per centroid
+REGROW = 4  # retrain when the gallery has grown this many times since the last training
+
+
+def list_count(samples: int) -> int:
+    """``nlist`` for a gallery: about 2·√n, a power of two, at least 16, at most 4,096, and
+    no more than the samples can train (``POINTS_PER_LIST`` a list)."""
+    wanted = 2 ** round(math.log2(2 * math.sqrt(max(samples, 1))))
+    trainable = 2 ** math.floor(math.log2(max(samples // POINTS_PER_LIST, 1)))
+    return int(max(16, min(4096, wanted, trainable)))
 
 
 def gpu_count() -> int:
@@ -35,16 +84,48 @@ def gpu_count() -> int:
     return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
 
 
+def _contents(index: faiss.Index, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (id int64 [n], vector float32 [n, dim]) an exact or IVF index holds."""
+    if isinstance(index, faiss.IndexIDMap2):
+        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+        return ids, faiss.downcast_index(index.index).reconstruct_n(0, index.ntotal)
+    lists = index.invlists
+    ids, vectors = [np.empty(0, np.int64)], [np.empty((0, dim), np.float32)]
+    for number in range(lists.nlist):
+        size = lists.list_size(number)
+        if size:
+            ids.append(faiss.rev_swig_ptr(lists.get_ids(number), size).copy())
+            codes = faiss.rev_swig_ptr(lists.get_codes(number), size * lists.code_size)
+            vectors.append(codes.copy().view(np.float32).reshape(size, dim))
+    return np.concatenate(ids), np.concatenate(vectors)
+
+
+def _centroids_name(version: str, nlist: int) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in version)
+    return f"{safe}.{nlist}.ivf"
+
+
 class GalleryIndex:
     """Search over one model version's gallery; updates and searches are serialised by a lock.
 
-    device: ``"auto"`` (a GPU when FAISS has one), ``"cpu"`` or ``"cuda"``.
+    device: ``"auto"`` (a GPU when FAISS has one), ``"cpu"`` or ``"cuda"``. centroids_dir: where
+    trained IVF centroids are kept between starts (``None``: trained anew each start).
     """
 
-    def __init__(self, dim: int, model_version: str, device: str = "auto"):
+    def __init__(
+        self,
+        dim: int,
+        model_version: str,
+        device: str = "auto",
+        policy: IndexPolicy | None = None,
+        centroids_dir: Path | None = None,
+    ):
         self.dim = dim
         self.model_version = model_version
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.policy = policy or IndexPolicy()
+        self.centroids_dir = centroids_dir
+        self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._trained_at = 0  # gallery size at the last training of the lists (0: exact)
         self._gpu_resources = None
         self._gpu_index = None
         if device != "cpu" and gpu_count() > 0:
@@ -54,6 +135,8 @@ class GalleryIndex:
         self._samples_of: dict[str, set[int]] = {}
         self._most = 0  # the most samples any one subject has
         self._lock = threading.Lock()
+        self._replay: list[tuple[str, np.ndarray, np.ndarray | None]] | None = None
+        self._retraining: threading.Thread | None = None
 
     def __len__(self) -> int:
         return self._index.ntotal
@@ -63,12 +146,24 @@ class GalleryIndex:
         return "cuda" if self._gpu_index is not None else "cpu"
 
     @property
+    def kind(self) -> str:
+        """``"exact"`` or ``"approximate"``: the search answering now."""
+        return "exact" if self._trained_at == 0 else "approximate"
+
+    @property
+    def lists(self) -> int:
+        """The approximate index's ``nlist`` (0 while exact)."""
+        return 0 if self._trained_at == 0 else self._index.nlist
+
+    @property
     def subjects(self) -> int:
         return len(self._samples_of)
 
     def add(self, sample_ids: np.ndarray, subject_ids: list[str], vectors: np.ndarray) -> None:
         """In sample_ids: int64 [n], subject_ids: n strings, vectors: float32 [n, dim].
-        Samples already in the index are left as they are (adding twice changes nothing)."""
+        Samples already in the index are left as they are (adding twice changes nothing).
+        A large first addition (a start) builds the approximate index at once; growth past the
+        policy's marks retrains it in the background."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"vectors must be [n, {self.dim}]; got {vectors.shape}")
@@ -80,19 +175,30 @@ class GalleryIndex:
             ids = np.asarray(sample_ids, dtype=np.int64)[new]
             vectors = vectors[new]
             subject_ids = [subject_ids[i] for i in new]
-            self._index.add_with_ids(vectors, ids)
-            if self._gpu_index is not None:
-                self._gpu_index.add_with_ids(vectors, ids)
+            first = self._index.ntotal == 0
+            if first and self.policy.wants_lists(len(ids)):
+                self._index, self._trained_at = self._lists_of(ids, vectors), len(ids)
+            else:
+                self._index.add_with_ids(vectors, ids)
+                if self._gpu_index is not None and self._trained_at == 0:
+                    self._gpu_index.add_with_ids(vectors, ids)
+                if self._replay is not None:
+                    self._replay.append(("add", ids, vectors))
             for sample_id, subject_id in zip(map(int, ids), subject_ids, strict=True):
                 self._subject_of[sample_id] = subject_id
                 self._samples_of.setdefault(subject_id, set()).add(sample_id)
                 self._most = max(self._most, len(self._samples_of[subject_id]))
+            self._maybe_retrain()
 
     def remove(self, sample_ids: list[int]) -> None:
+        ids = np.asarray(sample_ids, dtype=np.int64)
         with self._lock:
-            self._index.remove_ids(np.asarray(sample_ids, dtype=np.int64))
-            if self._gpu_index is not None:  # GPU flat indexes cannot remove: copy again
+            self._index.remove_ids(ids)
+            if self._gpu_index is not None and self._trained_at == 0:
+                # GPU flat indexes cannot remove: copy again
                 self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
+            if self._replay is not None:
+                self._replay.append(("remove", ids, None))
             for sample_id in map(int, sample_ids):
                 subject_id = self._subject_of.pop(sample_id, None)
                 samples = self._samples_of.get(subject_id, set())
@@ -101,19 +207,21 @@ class GalleryIndex:
                     self._samples_of.pop(subject_id, None)
             self._most = max(map(len, self._samples_of.values()), default=0)
 
-    def search(self, query: np.ndarray, top_k: int) -> list[SubjectHit]:
+    def search(self, query: np.ndarray, top_k: int, exact: bool = False) -> list[SubjectHit]:
         """The ``top_k`` best subjects for one query vector [dim], each by its best sample.
 
-        Exact, in one search: only samples of the ``top_k - 1`` better subjects can outscore the
+        In one search: only samples of the ``top_k - 1`` better subjects can outscore the
         ``top_k``-th subject's best sample, so it is among the first
-        ``(top_k - 1) * (most samples of any subject) + 1`` samples.
+        ``(top_k - 1) * (most samples of any subject) + 1`` samples. Exact with an exact index
+        or ``exact=True``; otherwise the best among the probed lists.
         """
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
+        faiss.omp_set_num_threads(self.policy.threads)  # per thread: set where it searches
         with self._lock:
             total = self._index.ntotal
             if total == 0:
                 return []
-            scores, ids = self._search(query, min(total, (top_k - 1) * self._most + 1))
+            scores, ids = self._search(query, min(total, (top_k - 1) * self._most + 1), exact)
             best: dict[str, SubjectHit] = {}
             for score, sample_id in zip(scores[0], ids[0], strict=True):
                 if sample_id < 0:
@@ -123,7 +231,10 @@ class GalleryIndex:
                     best[subject] = SubjectHit(subject, int(sample_id), float(score))
             return list(best.values())[:top_k]
 
-    def _search(self, query: np.ndarray, k: int):
+    def _search(self, query: np.ndarray, k: int, exact: bool):
+        if self._trained_at:
+            lists = self._index.nlist if exact else min(self.policy.nprobe, self._index.nlist)
+            return self._index.search(query, k, params=faiss.SearchParametersIVF(nprobe=lists))
         if self._gpu_index is not None and k <= GPU_MAX_K:
             return self._gpu_index.search(query, k)
         return self._index.search(query, k)
@@ -138,3 +249,66 @@ class GalleryIndex:
         scores = vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
         best = int(np.argmax(scores))
         return SubjectHit(subject_id, ids[best], float(scores[best]))
+
+    def wait_for_retraining(self, timeout: float | None = None) -> None:
+        """Block until a background retraining (if any) has swapped in its index."""
+        thread = self._retraining
+        if thread is not None:
+            thread.join(timeout)
+
+    # --- the approximate index
+
+    def _lists_of(self, ids: np.ndarray, vectors: np.ndarray) -> faiss.IndexIVFFlat:
+        """An IVF index of these vectors, on kept centroids when there are some for its size."""
+        nlist = list_count(len(ids))
+        kept = self.centroids_dir / _centroids_name(self.model_version, nlist) if (
+            self.centroids_dir) else None  # fmt: skip
+        if kept is not None and kept.is_file():
+            index = faiss.read_index(str(kept))
+        else:
+            index = faiss.IndexIVFFlat(
+                faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT
+            )
+            picked = np.random.default_rng(0).permutation(len(ids))[: POINTS_PER_LIST * nlist]
+            index.train(vectors[np.sort(picked)])
+            if kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                faiss.write_index(index, str(kept))  # trained, empty: the centroids only
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct and remove by id
+        index.add_with_ids(vectors, ids)
+        log.info("approximate index built", extra={"samples": len(ids), "lists": nlist})
+        return index
+
+    def _maybe_retrain(self) -> None:
+        """(Lock held.) Start a background (re)training when the gallery outgrew its index."""
+        total = self._index.ntotal
+        due = self.policy.wants_lists(total) and (
+            self._trained_at == 0 or total >= REGROW * self._trained_at
+        )
+        if due and self._retraining is None:
+            self._replay = []
+            self._retraining = threading.Thread(
+                target=self._retrain, name="index-retrain", daemon=True
+            )
+            self._retraining.start()
+
+    def _retrain(self) -> None:
+        lower_this_thread()  # live searches first
+        try:
+            with self._lock:  # writes from here on are replayed onto the new index
+                ids, vectors = _contents(self._index, self.dim)
+                self._replay = []
+            index = self._lists_of(ids, vectors)
+            del vectors
+            with self._lock:
+                for action, changed, added in self._replay or []:
+                    if action == "add":
+                        index.add_with_ids(added, changed)
+                    else:
+                        index.remove_ids(changed)
+                self._index, self._trained_at = index, len(ids)
+        except Exception:  # the current index keeps answering
+            log.exception("retraining the approximate index failed")
+        finally:
+            with self._lock:
+                self._replay, self._retraining = None, None

@@ -190,3 +190,39 @@ def test_real_frames_pasted_into_raw_canvases_come_back(casia_b_tree):
     assert np.mean(ious) > 0.93
     assert np.percentile(ious, 5) > 0.8
     assert same_as_opengait / len(frames) > 0.95  # the rest: masks with specks OpenGait mishandles
+
+
+@pytest.mark.parametrize("width", [44, 64])
+@pytest.mark.parametrize("kind", ["uint8", "unit", "bool", "float", "int64", "mixed"])
+def test_a_normalised_clip_array_takes_the_whole_array_path_with_the_same_result(width, kind):
+    """[T, 64, 44] and [T, 64, 64] arrays are checked and kept at once; frame by frame (a list
+    of frames) must give the very same frames, empty ones dropped, 0/1 frames scaled."""
+    rng = np.random.default_rng(width)
+    clip = np.where(rng.random((12, 64, width)) < 0.3, 255, 0).astype(np.uint8)
+    clip[[3, 5]] = 0  # empty
+    clip[5, :2, :2] = 255  # almost empty: under the mass rule
+    if kind == "unit":
+        clip = clip // 255
+    elif kind == "bool":
+        clip = clip > 0
+    elif kind == "float":
+        clip = clip.astype(np.float32) * 0.99
+    elif kind == "int64":
+        clip = clip.astype(np.int64)
+    elif kind == "mixed":  # one frame on the 0/1 scale among 0–255 frames
+        clip[7] = clip[7] // 255
+    whole = normalise_clip(clip)
+    frame_by_frame = normalise_clip(list(clip))
+    assert whole.dtype == np.uint8
+    assert whole.flags.c_contiguous
+    np.testing.assert_array_equal(whole, frame_by_frame)
+    assert len(whole) == 10
+
+
+def test_the_whole_array_path_refuses_what_the_frame_path_refuses():
+    with pytest.raises(SilhouetteError, match="0–255"):
+        normalise_clip(np.full((3, 64, 44), 300, np.int64))
+    with pytest.raises(SilhouetteError, match="NaN"):
+        normalise_clip(np.full((3, 64, 44), np.nan, np.float32))
+    with pytest.raises(SilhouetteError, match="numeric"):
+        normalise_clip(np.full((3, 64, 44), "a"))

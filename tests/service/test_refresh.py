@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.engine import EmbeddingEngine
+from models.engine import EmbeddingEngine, EngineOptions
+from models.scoring import part_normalise
 from service.gallery.store import open_store
 from service.recognition import Recognizer
 from service.refresh import (
@@ -25,7 +26,7 @@ def gallery(tmp_path):
     recognizer = Recognizer(EmbeddingEngine(toy_model(tmp_path / "a.onnx", version="a")), store)
     for n in range(4):
         recognizer.enroll(f"p{n}", person(n))
-    refresher = ModelRefresher(recognizer, tmp_path / "models", device="cpu")
+    refresher = ModelRefresher(recognizer, tmp_path / "models", EngineOptions("cpu"))
     yield recognizer, refresher, tmp_path
     refresher.stop()
     store.close()
@@ -104,9 +105,9 @@ def test_an_enrollment_embedded_by_a_replaced_model_is_embedded_again(gallery):
     recognizer, _, tmp_path = gallery
     engine_b = EmbeddingEngine(toy_model(tmp_path / "b.onnx", version="b"))
     store = recognizer.store
-    store.activate_model("b", str(tmp_path / "b.onnx"), lambda clips: [
-        v for v in recognizer._embed(engine_b, clips)
-    ])  # fmt: skip
+    store.activate_model(
+        "b", str(tmp_path / "b.onnx"), lambda clips: part_normalise(engine_b.embed_many(clips))
+    )
     recognizer.sync = lambda: recognizer.switch(engine_b)
     sample = recognizer.enroll("after", walker_clip(7, width=26))
     assert recognizer.model_version == "b"

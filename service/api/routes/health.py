@@ -60,6 +60,8 @@ def model(recognizer: RecognizerDep, refresher: RefresherDep, self_test: SelfTes
         "fallback_reason": engine.fallback_reason,
         "threads": engine.threads,
         "index_device": active.index.device,
+        "index": active.index.kind,
+        "index_lists": active.index.lists,
         "gallery_samples": len(active.index),
         "self_test": self_test.public(),
         "card": engine.card.model_dump(mode="json") if engine.card else None,

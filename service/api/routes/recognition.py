@@ -32,11 +32,14 @@ async def identify(
     top_k: Annotated[int, Query(ge=1, le=100)] = 5,
     threshold: Annotated[float | None, Query(ge=-1.0, le=1.0)] = None,
     pictures: Annotated[bool, Query(description="also return the probe's GEI and strip")] = False,
+    exact: Annotated[
+        bool, Query(description="search every sample, even where the index is approximate")
+    ] = False,
 ) -> IdentifyResponse:
     """Who is this? Ranked subjects (each by its best sample) and a decision: the top subject if
     its score passes the threshold (default: the model card's 1 % FAR threshold), else null."""
     data = await read_upload(clip, settings)
-    result = await run_in_threadpool(recognizer.identify, data, top_k, threshold)
+    result = await run_in_threadpool(recognizer.identify, data, top_k, threshold, exact)
     return IdentifyResponse(
         decision=result.decision,
         threshold=result.threshold,

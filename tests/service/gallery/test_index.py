@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.scoring import part_normalise, similarity
-from service.gallery.index import GalleryIndex
+from service.gallery.index import MIN_TRAINING, GalleryIndex, IndexPolicy, list_count
 
 
 def gallery(rng, subjects=20, per_subject=5, c=16, p=4):
@@ -86,3 +86,87 @@ def test_search_is_exact_against_brute_force_with_uneven_subjects(top_k):
         found = index.search(query, top_k)
         assert [h.subject_id for h in found] == expected
         np.testing.assert_allclose([h.score for h in found], [best[s] for s in expected], rtol=1e-5)
+
+
+# --- the approximate index (IVF)
+
+
+def clustered(rng, subjects: int, per_subject: int, dim: int = 64, spread: float = 0.5):
+    """Unit vectors around one centre per subject: (ids, subject ids, vectors [n, dim])."""
+    centres = rng.standard_normal((subjects, dim)).astype(np.float32)
+    owner = np.repeat(np.arange(subjects), per_subject)
+    vectors = centres[owner] + spread * rng.standard_normal((len(owner), dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.arange(len(owner)), [f"s{i}" for i in owner], vectors, centres
+
+
+def queries_near(rng, centres, count: int, spread: float = 0.5) -> np.ndarray:
+    picked = centres[rng.integers(len(centres), size=count)]
+    queries = picked + spread * rng.standard_normal(picked.shape).astype(np.float32)
+    return queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+
+def test_a_large_gallery_gets_an_approximate_index_that_agrees_with_exact_search(tmp_path):
+    rng = np.random.default_rng(0)
+    ids, subjects, vectors, centres = clustered(rng, 400, 10)
+    policy = IndexPolicy("auto", approximate_from=3000, nprobe=8)
+    index = GalleryIndex(64, "v", "cpu", policy, centroids_dir=tmp_path)
+    index.add(ids, subjects, vectors)
+    exact = GalleryIndex(64, "v", "cpu", IndexPolicy("exact"))
+    exact.add(ids, subjects, vectors)
+    assert index.kind == "approximate"
+    assert exact.kind == "exact"
+    assert index.lists == list_count(4000)
+    agree = 0
+    for query in queries_near(rng, centres, 200):
+        truth = exact.search(query, 5)
+        assert index.search(query, 5, exact=True) == truth  # every list read: exact search
+        agree += index.search(query, 5)[0].subject_id == truth[0].subject_id
+    assert agree >= 198
+    hit = index.score_subject(vectors[7], subjects[7])
+    assert hit.sample_id == 7
+    assert hit.score == pytest.approx(1.0, abs=1e-5)
+    index.remove([7])
+    assert index.score_subject(vectors[7], subjects[7]).sample_id != 7
+    assert len(index) == 3999
+
+    # the trained centroids were kept: a restart adds the vectors to them, no training
+    kept = list(tmp_path.glob("*.ivf"))
+    assert len(kept) == 1
+    stamp = kept[0].stat().st_mtime_ns  # a training would write it again
+    again = GalleryIndex(64, "v", "cpu", policy, centroids_dir=tmp_path)
+    again.add(ids, subjects, vectors)
+    assert again.kind == "approximate"
+    assert kept[0].stat().st_mtime_ns == stamp
+    assert again.search(vectors[7], 1)[0].sample_id == 7
+
+
+def test_a_growing_gallery_switches_to_lists_in_the_background_and_keeps_every_write():
+    rng = np.random.default_rng(1)
+    ids, subjects, vectors, _centres = clustered(rng, 300, 10)
+    index = GalleryIndex(64, "v", "cpu", IndexPolicy("auto", approximate_from=2500, nprobe=8))
+    index.add(ids[:2000], subjects[:2000], vectors[:2000])
+    assert index.kind == "exact"
+    index.add(ids[2000:2600], subjects[2000:2600], vectors[2000:2600])  # starts the training
+    index.add(ids[2600:], subjects[2600:], vectors[2600:])  # during it, or after: kept either way
+    index.remove([5, 2700])
+    index.wait_for_retraining(60)
+    assert index.kind == "approximate"
+    assert len(index) == 2998
+    for gone in (5, 2700):
+        assert index.score_subject(vectors[gone], subjects[gone]).sample_id != gone
+    newest = index.search(vectors[2999], 1, exact=True)[0]
+    assert newest.sample_id == 2999
+    assert newest.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_small_galleries_and_the_exact_policy_stay_exact():
+    rng = np.random.default_rng(2)
+    ids, subjects, vectors, _ = clustered(rng, 100, 10)
+    assert not IndexPolicy("approximate").wants_lists(MIN_TRAINING - 1)
+    assert IndexPolicy("approximate").wants_lists(MIN_TRAINING)
+    assert not IndexPolicy("exact").wants_lists(10**7)
+    index = GalleryIndex(64, "v", "cpu", IndexPolicy("approximate"))
+    index.add(ids, subjects, vectors)  # 1,000 samples: too few to train lists
+    assert index.kind == "exact"
+    assert index.lists == 0

@@ -1,0 +1,209 @@
+"""Search at gallery scale: exact against approximate (IVF) for 10k, 100k and 1M samples.
+
+    python bench/gallery_scale.py [--sizes 10000,100000,1000000] [--per-subject 10]
+                                  [--queries 200] [--data /tmp/casia-b] [--real-subjects 001-074]
+
+Synthetic galleries: unit vectors of the shipped default's size (2,048 floats), ``--per-subject``
+samples around one random centre per subject; queries are fresh samples around random
+subjects' centres (probes of enrolled people). For each size: index build time (a start-up),
+build time again with the trained centroids kept (a restart), resident memory per sample,
+identify latency (the shipped default embedding one 30-frame clip, then the search: median and
+p99, ms) with exact and approximate search, and top-1 subject agreement of approximate with
+exact search. A size whose vectors would not fit in memory is skipped, and says so.
+
+Then real embeddings: the shipped default's embeddings of CASIA-B ``--real-subjects`` (gallery:
+nm-01–04, bg-01, cl-01; probes: nm-05/06, bg-02, cl-02), forced onto the approximate index, and
+the same agreement measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from models.default import DEFAULT_MODEL  # noqa: E402
+from models.engine import EmbeddingEngine  # noqa: E402
+from models.scoring import part_normalise  # noqa: E402
+from service.gallery.index import GalleryIndex, IndexPolicy  # noqa: E402
+
+DIM = 2048
+SPREAD = 0.6  # noise around a subject's centre, per dimension, relative to the centre's own
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def free_bytes() -> int:
+    with open("/proc/meminfo") as meminfo:
+        fields = dict(line.split(":", 1) for line in meminfo)
+    return int(fields["MemAvailable"].split()[0]) * 1024
+
+
+def around(centres: np.ndarray, owners: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Unit vectors float32 [n, DIM] near ``centres[owners]``."""
+    noise = rng.standard_normal((len(owners), DIM), dtype=np.float32)
+    vectors = centres[owners] + SPREAD * noise / np.sqrt(DIM)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def latency_ms(fn, queries: np.ndarray) -> tuple[float, float]:
+    times = []
+    for query in queries:
+        started = time.perf_counter()
+        fn(query)
+        times.append(time.perf_counter() - started)
+    return 1000 * float(np.median(times)), 1000 * float(np.percentile(times, 99))
+
+
+def agreement(index: GalleryIndex, queries: np.ndarray) -> float:
+    same = sum(
+        index.search(q, 1)[0].subject_id == index.search(q, 1, exact=True)[0].subject_id
+        for q in queries
+    )
+    return same / len(queries)
+
+
+def gallery(size: int, per_subject: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(centres, vectors, subject names) of a synthetic gallery; the same for the same size."""
+    rng = np.random.default_rng(size)
+    centres = centres_of(size, per_subject, rng)
+    owners = np.arange(size) % len(centres)
+    return centres, around(centres, owners, rng), [f"s{o}" for o in owners]
+
+
+def centres_of(size: int, per_subject: int, rng: np.random.Generator) -> np.ndarray:
+    """One unit centre per subject, float32 [subjects, DIM] (the rng's first draw)."""
+    centres = rng.standard_normal((max(1, size // per_subject), DIM), dtype=np.float32)
+    return centres / np.linalg.norm(centres, axis=1, keepdims=True)
+
+
+def build(size: int, per_subject: int, kept: Path) -> tuple[GalleryIndex, float, float]:
+    """(index, build s, resident bytes per sample): the gallery built as a start builds it."""
+    gc.collect()
+    before = rss_bytes()
+    _, vectors, names = gallery(size, per_subject)
+    started = time.perf_counter()
+    index = GalleryIndex(DIM, "bench", "cpu", IndexPolicy("auto"), kept)
+    index.add(np.arange(size), names, vectors)
+    seconds = time.perf_counter() - started
+    del vectors
+    gc.collect()
+    return index, seconds, (rss_bytes() - before) / size
+
+
+def synthetic(args, engine: EmbeddingEngine, clip: np.ndarray) -> None:
+    print(
+        "\n| samples | index | lists | build s (start) | build s (restart, kept centroids) "
+        "| bytes per sample | identify p50 / p99 ms, exact | approximate (× smallest) "
+        "| top-1 agreement |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    embed = lambda: engine.embed(clip[None])  # noqa: E731
+    smallest = None
+    for size in args.sizes:
+        needed = 2.2 * size * DIM * 4  # the vectors and the index, at once
+        if needed > free_bytes():
+            print(
+                f"| {size:,} | skipped: needs about {needed / 2**30:.0f} GiB, "
+                f"{free_bytes() / 2**30:.0f} GiB available | | | | | | | |"
+            )
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            index, build_s, per_sample = build(size, args.per_subject, Path(folder))
+            restart = "–"
+            if index.kind == "approximate":
+                restart = "(not measured: memory)"
+                if needed < free_bytes():
+                    restarted, restart_s, _ = build(size, args.per_subject, Path(folder))
+                    restart = f"{restart_s:.1f}"
+                    del restarted
+                    gc.collect()
+        rng = np.random.default_rng(size + 1)
+        centres = centres_of(size, args.per_subject, np.random.default_rng(size))
+        queries = around(centres, rng.integers(len(centres), size=args.queries), rng)
+
+        def identify(query, exact, index=index):
+            part_normalise(embed())
+            return index.search(query, 5, exact=exact)
+
+        exact = latency_ms(lambda q: identify(q, True), queries)
+        approximate = latency_ms(lambda q: identify(q, False), queries)
+        smallest = smallest or approximate[0]
+        agree = agreement(index, queries) if index.kind == "approximate" else 1.0
+        print(
+            f"| {size:,} | {index.kind} | {index.lists} | {build_s:.1f} | {restart} | "
+            f"{per_sample:,.0f} | {exact[0]:.1f} / {exact[1]:.1f} | "
+            f"{approximate[0]:.1f} / {approximate[1]:.1f} (×{approximate[0] / smallest:.2f}) | "
+            f"{100 * agree:.1f} % |"
+        )
+        del index
+        gc.collect()
+
+
+def real(args, engine: EmbeddingEngine) -> None:
+    from training.data.cache import SilhouetteCache
+    from training.data.subjects import parse_subjects
+
+    subjects = parse_subjects(args.real_subjects)
+    gallery_conditions = ["nm-01", "nm-02", "nm-03", "nm-04", "bg-01", "cl-01"]
+    probe_conditions = ["nm-05", "nm-06", "bg-02", "cl-02"]
+    embedded = {}
+    for name, conditions in (("gallery", gallery_conditions), ("probes", probe_conditions)):
+        cache = SilhouetteCache.load(args.data, subjects, conditions, 5)
+        clips = [cache.sequence(i) for i in range(len(cache))]
+        embedded[name] = (part_normalise(engine.embed_many(clips)), list(cache.subjects))
+    vectors, names = embedded["gallery"]
+    queries, truth = embedded["probes"]
+    index = GalleryIndex(vectors.shape[1], "real", "cpu", IndexPolicy("approximate"))
+    index.add(np.arange(len(vectors)), names, vectors)
+    agree = agreement(index, queries)
+    pairs = list(zip(queries, truth, strict=True))
+    exact_right = np.mean([index.search(q, 1, exact=True)[0].subject_id == t for q, t in pairs])
+    approx_right = np.mean([index.search(q, 1)[0].subject_id == t for q, t in pairs])
+    print(
+        f"\nreal CASIA-B embeddings ({engine.version}): gallery {len(vectors):,} samples of "
+        f"{index.subjects} subjects, {len(queries):,} probes, approximate index of {index.lists} "
+        f"lists probing {index.policy.nprobe}: top-1 agreement with exact {100 * agree:.2f} %; "
+        f"rank-1 (probe's subject first) exact {100 * exact_right:.2f} %, approximate "
+        f"{100 * approx_right:.2f} %"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="200,10000,100000,1000000")
+    parser.add_argument("--per-subject", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--data", type=Path, default=Path("/tmp/casia-b"))
+    parser.add_argument("--real-subjects", default="001-074")
+    parser.add_argument("--frames", type=int, default=30)
+    args = parser.parse_args()
+    args.sizes = [int(s) for s in args.sizes.split(",")]
+    engine = EmbeddingEngine(DEFAULT_MODEL, device="cpu", spin=False)
+    clip = np.zeros((args.frames, 64, 44), np.uint8)
+    clip[:, 8:56, 16:28] = 255
+    print(
+        f"identify = the shipped fp32 default embedding one {args.frames}-frame clip, then the "
+        f"search (top 5 subjects); {args.queries} queries; policy: {IndexPolicy()}"
+    )
+    synthetic(args, engine, clip)
+    if args.data.is_dir():
+        real(args, engine)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
