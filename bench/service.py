@@ -1,23 +1,24 @@
 """Service speed against the model's own: one run, side by side, fp32 and int8.
 
     python bench/service.py [--data /tmp/casia-b] [--gallery 070-074] [--probe-subject 063]
-                            [--frames 30] [--requests 400] [--knobs]
+                            [--frames 30] [--requests 400] [--rounds 3] [--knobs]
 
-For each variant of the shipped default (fp32, int8):
+For each variant of the shipped default (fp32, int8), in rounds taken back to back (this
+machine's speed drifts by 10–20 % from minute to minute, so each ratio compares figures taken
+seconds apart, and the medians over the rounds are printed):
 
-- **standalone engine**: ONNX Runtime alone on the probe clip, in process (one clip; batches
-  of 8), with the service's thread settings and with ONNX Runtime's defaults (spinning);
-- **service**: a real server (uvicorn) on a gallery of the ``--gallery`` subjects' nm-01–04
-  (built into a temporary store by the same model), loaded by ApacheBench (``ab``, written in
-  C: the load generator costs little CPU) posting the same ``.npy`` clip: 1 client, then 8.
-  Server-side time is ``/metrics``' mean ``/identify`` request time (what the server spends,
-  HTTP parsing included, client and network not);
-- **during a refresh**: 1 client again while ``POST /admin/model`` re-embeds the gallery with a
-  copy of the model (same cost, another version); p99 with and without.
+- **standalone engine**: ONNX Runtime alone on the probe clip, in process, with its own
+  defaults on every core (one clip; batches of 8);
+- **service**: a real server (uvicorn) with its default settings, on a gallery of the
+  ``--gallery`` subjects' nm-01–04 (built into a temporary store by the same model), loaded by
+  ApacheBench (``ab``, written in C: the load generator costs little CPU) posting the same
+  ``.npy`` clip: 1 client, then 8. Server-side time is ``/metrics``' mean ``/identify`` request
+  time (what the server spends, HTTP parsing included; client and network not);
+- **during a refresh**: 1 client without, then while ``POST /admin/model`` re-embeds the gallery
+  with a copy of the model (same cost, another version): p50 and p99 as the client saw them.
 
-Ratios are the service against the standalone engine's best. ``--knobs`` also starts the fp32
-server with the thread budget and batching undone one knob at a time and prints what each
-bought. The request path is profiled in process first (decode, normalise, embed, search).
+``--knobs`` also measures the fp32 server with the defaults undone one setting at a time. The
+request path is profiled in process first (decode, normalise, embed, search).
 """
 
 from __future__ import annotations
@@ -57,14 +58,16 @@ BOUNDARY = "gaitlabbenchboundary"
 
 def knobs(cores: int) -> list[tuple[str, dict]]:
     """(name, environment): each row undoes one more of the defaults' choices."""
-    unbatched = {"GAITLAB_BATCH_MAX": "1"}
+    one_worker = {"GAITLAB_MODEL_WORKERS": "1"}
+    unbatched = {**one_worker, "GAITLAB_BATCH_MAX": "1"}
     every_core = {**unbatched, "GAITLAB_SEARCH_THREADS": str(cores)}
     return [
-        ("defaults (budget + batching)", {}),
-        ("no batching (one clip a call)", unbatched),
+        ("defaults", {}),
+        ("one model worker (no narrow calls side by side)", one_worker),
+        ("… and no batching (one clip a call)", unbatched),
         ("… and FAISS on every core", every_core),
-        ("… and ORT threads spinning", spinning := {**every_core, "GAITLAB_SPIN": "true"}),
-        ("… and 40 request threads", {**spinning, "GAITLAB_REQUEST_THREADS": "40"}),
+        ("… and 40 request threads", {**every_core, "GAITLAB_REQUEST_THREADS": "40"}),
+        ("defaults, model threads not spinning", {"GAITLAB_SPIN": "false"}),
     ]
 
 
@@ -170,42 +173,55 @@ def profile_request_path(model: Path, clip: np.ndarray, store_path: Path) -> Non
         print(f"| {name} | {1000 * seconds:.3f} |")
 
 
-def standalone(model: Path, clip: np.ndarray, threads: int) -> dict:
-    """The engine alone: one-clip seconds and batch-of-8 clips/s, spinning off and on."""
-    found = {}
-    for spin in (False, True):
-        engine = EmbeddingEngine(model, device="cpu", threads=threads, spin=spin)
-        one = timed(lambda e=engine: e.embed(clip[None]), 200)
-        eight = timed(lambda e=engine: e.embed(np.repeat(clip[None], 8, axis=0)), 50)
-        found[spin] = {"one_ms": 1000 * one, "batch8_rate": 8 / eight}
-    return found
+def standalone(engine: EmbeddingEngine, clip: np.ndarray) -> tuple[float, float]:
+    """The engine alone: (one clip ms, batch-of-8 clips/s), medians."""
+    eight = np.repeat(clip[None], 8, axis=0)
+    one_s = timed(lambda: engine.embed(clip[None]), 100)
+    return 1000 * one_s, 8 / timed(lambda: engine.embed(eight), 20)
 
 
-def run_server(
-    model: Path, data_dir: Path, body: Path, requests: int, env: dict, refresh_to: Path | None
+def measure(
+    model: Path,
+    data_dir: Path,
+    clip: np.ndarray,
+    body: Path,
+    requests: int,
+    rounds: int,
+    env: dict,
+    refresh_to: Path | None = None,
 ) -> dict:
+    """Rounds of (standalone engine, service at 1 client, service at 8 clients), back to back,
+    so each ratio compares figures taken seconds apart; medians over the rounds. Then, with
+    ``refresh_to``, 1 client without and during a refresh."""
+    engine = EmbeddingEngine(model, device="cpu")  # ONNX Runtime's defaults, all cores
     server = Server(model, data_dir, env={"GAITLAB_LOG_FORMAT": "text", **env}).start(600)
     url = f"{server.url}/identify?threshold=-1"
-    result = {}
+    rows = []
     try:
         client = httpx.Client(base_url=server.url, timeout=120)
         ab(url, body, 50, 1)  # warm-up
-        before = server_side(client)
-        result["one"] = ab(url, body, requests, 1)
-        after = server_side(client)
-        result["server_ms"] = 1000 * mean_between(before, after, "request")
-        for step in ("embed", "model", "search"):
-            result[f"{step}_ms"] = 1000 * mean_between(before, after, step)
-        result["eight"] = ab(url, body, 2 * requests, 8)
-        again = server_side(client)
-        result["batch_mean"] = mean_between(after, again, "batch")
+        for _ in range(rounds):
+            one_ms, batch_rate = standalone(engine, clip)
+            before = server_side(client)
+            ab(url, body, requests, 1)
+            after = server_side(client)
+            eight = ab(url, body, 2 * requests, 8)
+            again = server_side(client)
+            row = {"one_ms": one_ms, "batch_rate": batch_rate, "eight_rate": eight["rate"]}
+            row["server_ms"] = 1000 * mean_between(before, after, "request")
+            for step in ("embed", "model", "search"):
+                row[f"{step}_ms"] = 1000 * mean_between(before, after, step)
+            row["clips_per_call"] = mean_between(after, again, "batch")
+            rows.append(row)
+        result = {key: float(np.median([row[key] for row in rows])) for key in rows[0]}
+        result["one_ratio"] = float(np.median([r["server_ms"] / r["one_ms"] for r in rows]))
+        result["eight_ratio"] = float(np.median([r["eight_rate"] / r["batch_rate"] for r in rows]))
         if refresh_to is not None:
-            answer = client.post("/admin/model", data={"path": str(refresh_to)})
-            answer.raise_for_status()
+            result["without"] = ab(url, body, requests, 1)
+            client.post("/admin/model", data={"path": str(refresh_to)}).raise_for_status()
             result["during"] = ab(url, body, requests, 1)
             state = client.get("/model").json()["refresh"]
-            result["refresh_running_at_end"] = state["state"] == "running"
-            result["refresh_progress"] = f"{state['done']}/{state['total']}"
+            result["refresh_state"] = f"{state['state']} ({state['done']}/{state['total']})"
     finally:
         server.stop()
     return result
@@ -218,6 +234,7 @@ def main() -> int:
     parser.add_argument("--probe-subject", default="063")
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--knobs", action="store_true")
     args = parser.parse_args()
     if shutil.which("ab") is None:
@@ -233,7 +250,7 @@ def main() -> int:
         f"load generator: ApacheBench (ab), {args.requests} requests at 1 client, "
         f"{2 * args.requests} at 8"
     )
-    rows = {}
+    rows, knob_rows = {}, []
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         body = scratch / "body.bin"
@@ -250,63 +267,53 @@ def main() -> int:
             if variant == "fp32":
                 print(f"gallery: {built.sequences} samples of {built.subjects} subjects")
                 profile_request_path(model, clip, data_dir / "gallery.db")
-            alone = standalone(model, clip, threads)
             copy = copy_with_version(model, scratch)
-            served = run_server(model, data_dir, body, args.requests, {}, copy)
-            rows[variant] = (alone, served)
+            rows[variant] = measure(
+                model, data_dir, clip, body, args.requests, args.rounds, {}, copy
+            )
             if args.knobs and variant == "fp32":
-                knob_rows = []
                 for name, env in knobs(threads):
-                    if not env:
-                        knob_rows.append((name, served))
-                        continue
-                    knob_rows.append((name, run_server(model, data_dir, body, args.requests,
-                                                       env, None)))  # fmt: skip
+                    measured = rows[variant] if not env else measure(
+                        model, data_dir, clip, body, args.requests, args.rounds, env
+                    )  # fmt: skip
+                    knob_rows.append((name, measured))
 
-    print("\n### Standalone engine against the service\n")
+    print(f"\n### Standalone engine against the service (medians of {args.rounds} rounds)\n")
     print(
-        "| | standalone 1 clip ms | standalone batch of 8, clips/s | service 1 client, "
-        "server-side ms | ratio (≤ 1.5) | service 8 clients, identify/s | ratio (≥ 0.85) |"
+        "| | standalone 1 clip ms | service 1 client, server-side ms | ratio (≤ 1.5) | "
+        "standalone batch of 8, clips/s | service 8 clients, identify/s | ratio (≥ 0.85) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for variant, (alone, served) in rows.items():
-        one = min(alone[s]["one_ms"] for s in alone)
-        eight = max(alone[s]["batch8_rate"] for s in alone)
+    for variant, got in rows.items():
         print(
-            f"| {variant} | {one:.2f} | {eight:.0f} | {served['server_ms']:.2f} | "
-            f"×{served['server_ms'] / one:.2f} | {served['eight']['rate']:.0f} | "
-            f"×{served['eight']['rate'] / eight:.2f} |"
+            f"| {variant} | {got['one_ms']:.2f} | {got['server_ms']:.2f} | ×{got['one_ratio']:.2f} "
+            f"| {got['batch_rate']:.0f} | {got['eight_rate']:.0f} | ×{got['eight_ratio']:.2f} |"
         )
-    print("\n(standalone: the better of ORT spinning on/off; each:)")
-    for variant, (alone, _) in rows.items():
-        for spin, figures in alone.items():
-            print(
-                f"  {variant} spin={'on' if spin else 'off'}: one clip {figures['one_ms']:.2f} ms, "
-                f"batch of 8 {figures['batch8_rate']:.0f} clips/s"
-            )
 
     print("\n### Inside the service (1 client; /metrics means) and during a refresh\n")
     print(
         "| | request ms | embed ms | model call ms | search ms | clips per call at 8 "
-        "clients | 1 client p50 / p99 ms | p50 / p99 during a refresh | refresh at end |"
+        "clients | 1 client p50 / p99 ms | during a refresh | refresh at the end |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for variant, (_, served) in rows.items():
-        one, during = served["one"], served["during"]
-        running = "still running" if served["refresh_running_at_end"] else "had finished"
+    for variant, got in rows.items():
+        without, during = got["without"], got["during"]
         print(
-            f"| {variant} | {served['server_ms']:.2f} | {served['embed_ms']:.2f} | "
-            f"{served['model_ms']:.2f} | {served['search_ms']:.3f} | {served['batch_mean']:.1f} | "
-            f"{one['p50']:.0f} / {one['p99']:.0f} | {during['p50']:.0f} / {during['p99']:.0f} | "
-            f"{running} ({served['refresh_progress']}) |"
+            f"| {variant} | {got['server_ms']:.2f} | {got['embed_ms']:.2f} | "
+            f"{got['model_ms']:.2f} | {got['search_ms']:.3f} | {got['clips_per_call']:.1f} | "
+            f"{without['p50']:.0f} / {without['p99']:.0f} | "
+            f"{during['p50']:.0f} / {during['p99']:.0f} | {got['refresh_state']} |"
         )
 
-    if args.knobs:
-        print("\n### What each knob buys (fp32), one setting undone per row\n")
-        print("| configuration | 1 client server-side ms | 8 clients identify/s |")
-        print("|---|---:|---:|")
-        for name, served in knob_rows:
-            print(f"| {name} | {served['server_ms']:.2f} | {served['eight']['rate']:.0f} |")
+    if knob_rows:
+        print("\n### What each knob buys (fp32), one more setting undone per row\n")
+        print("| configuration | 1 client server-side ms | ratio | 8 clients identify/s | ratio |")
+        print("|---|---:|---:|---:|---:|")
+        for name, got in knob_rows:
+            print(
+                f"| {name} | {got['server_ms']:.2f} | ×{got['one_ratio']:.2f} | "
+                f"{got['eight_rate']:.0f} | ×{got['eight_ratio']:.2f} |"
+            )
     return 0
 
 

@@ -85,7 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         start = start or settings.model or settings.default_model()
         engine = settings.engine_options.open(start)
         batcher = EmbedBatcher(
-            settings.batch_max, settings.batch_wait_ms / 1000, observe=metrics.observe_batch
+            settings.batch_max,
+            settings.batch_wait_ms / 1000,
+            observe=metrics.observe_batch,
+            workers=settings.model_workers,
         )
         recognizer = Recognizer(
             engine,

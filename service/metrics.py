@@ -49,6 +49,12 @@ class Metrics:
             buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
             registry=self.registry,
         )
+        self.model_calls = Counter(
+            "gaitlab_model_calls",
+            "model calls: wide (one clip, every core) or narrow (a share, one core)",
+            ["mode"],
+            registry=self.registry,
+        )
         self.errors = Counter(
             "gaitlab_errors",
             "requests refused or failed, by kind",
@@ -89,9 +95,10 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe_batch(self, clips: int, seconds: float) -> None:
+    def observe_batch(self, clips: int, seconds: float, wide: bool) -> None:
         self.batch_clips.observe(clips)
         self.steps.labels("model").observe(seconds)
+        self.model_calls.labels("wide" if wide else "narrow").inc()
 
     def observe_step(self, step: str, seconds: float) -> None:
         self.steps.labels(step).observe(seconds)

@@ -182,6 +182,10 @@ class ModelRefresher:
             try:
                 kept = self._keep(Path(source), engine.version)
                 publish_model(store, kept, engine.version)
+                # the live model from the kept file, loaded here (at normal priority, for its
+                # threads): an upload's spool file is gone once the request ends, and the
+                # embedding workers make their single-threaded copies from the model's file
+                engine = self._reload(kept, engine)
             except BaseException:
                 store.release_refresh_lock()
                 raise
@@ -214,6 +218,14 @@ class ModelRefresher:
             if card_path(source).is_file():
                 shutil.copyfile(card_path(source), card_path(kept))
         return kept
+
+    def _reload(self, kept: Path, engine: EmbeddingEngine) -> EmbeddingEngine:
+        if engine.path.resolve() == kept.resolve():
+            return engine
+        reloaded = load_model(kept, self.options)
+        if reloaded.version != engine.version:
+            raise InvalidModelError(f"{kept} holds {reloaded.version}, not {engine.version}")
+        return reloaded
 
     def _progress(self, done: int) -> None:
         if self._cancelled.is_set():

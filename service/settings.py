@@ -36,14 +36,15 @@ class Settings(BaseModel):
     precision: Literal["auto", "fp32", "int8"] = "auto"
     # --- speed (README "Speed"): one thread budget, micro-batching, the search index
     threads: int | None = Field(None, gt=0)  # the model's intra-op threads; None: usable cores
-    spin: bool = False  # model threads busy-wait between runs (ONNX Runtime's own default)
+    spin: bool = True  # model threads busy-wait between runs (ONNX Runtime's default): faster
     search_threads: int = Field(1, gt=0)  # FAISS's OpenMP threads for one query
     request_threads: int = Field(16, gt=0)  # decoding and search (the request threadpool)
+    model_workers: int | None = Field(None, gt=0)  # model calls side by side; None: usable cores
     batch_max: int = Field(8, gt=0)  # clips of concurrent requests embedded in one call
     batch_wait_ms: float = Field(2.0, ge=0)  # wait for requests still decoding, at most
     index: Literal["auto", "exact", "approximate"] = "auto"
-    approximate_from: int = Field(20_000, gt=0)  # auto: gallery size where IVF takes over
-    nprobe: int = Field(32, gt=0)  # IVF lists read per query
+    approximate_from: int = Field(5_000, gt=0)  # auto: gallery size where IVF takes over
+    nprobe: int = Field(16, gt=0)  # IVF lists read per query
     # --- limits (README "Limits"): what one request may cost, enforced as it arrives
     max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0)  # one clip
     max_frames: int = Field(1000, gt=0)  # frames of one clip

@@ -4,16 +4,18 @@ On a small machine the service's pools fight unless told otherwise: ONNX Runtime
 threads (which busy-wait between runs by default), FAISS's OpenMP threads (one per core, for
 every query, however small the gallery), and the request threadpool. The budget:
 
-- the model: ``threads`` intra-op threads (default: the usable cores), no busy-waiting unless
-  ``spin``; one worker thread makes every live model call (``service.batching``), so two runs
-  never split the cores between them;
+- the model (``service.batching``): a lone request's call runs on the live engine with
+  ``threads`` intra-op threads (default: the usable cores), busy-waiting between its operators
+  while ``spin`` (the default: faster calls); under load, ``model_workers`` calls (default: one
+  per core) run side by side on single-threaded copies; never more calls than cores;
 - search: ``search_threads`` OpenMP threads (default 1: one query against even 100,000 samples
   is memory-bound, and waking an OpenMP team costs more than it brings). OpenMP's thread count
   is a per-thread setting, and every request thread that searches would otherwise get a team
   of its own (whose threads busy-wait after each search), so the index sets it in the thread
   that searches, each time (``service.gallery.index``);
 - requests: ``request_threads`` threadpool threads for decoding, normalisation and search;
-- background work (model refresh): one thread, at the lowest CPU priority (``service.refresh``).
+- background work (a model refresh, retraining the search index): one thread each, at the
+  lowest CPU priority (niceness 19), so live requests get the cores first.
 
 torch is never loaded (the service imports no training code).
 """
@@ -35,7 +37,9 @@ def apply_thread_budget(request_threads: int) -> None:
 
 
 def lower_this_thread() -> None:
-    """Give the calling thread (and threads it starts later) the lowest CPU priority (Linux:
-    niceness is per thread). Elsewhere this does nothing."""
+    """Give the calling thread (and threads it starts later) the lowest CPU priority,
+    niceness 19 (Linux: per thread). Not ``SCHED_IDLE``: that starves it for as long as live
+    load keeps every core busy, and a refresh under steady traffic never ended. Elsewhere this
+    does nothing."""
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)

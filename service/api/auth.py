@@ -82,7 +82,7 @@ def authenticate(headers: dict[bytes, bytes], role: Role, settings: Settings) ->
 def require(role: Role):
     """The declaration a route carries: it needs a key of ``role``."""
 
-    def passed_the_gate(
+    async def passed_the_gate(  # async: a plain def would run in the threadpool
         request: Request, _key: Annotated[str | None, Security(API_KEY)] = None
     ) -> None:
         if request.scope.get(PASSED) not in ((role, "admin") if role == "client" else (role,)):

@@ -54,7 +54,7 @@ class TooManyRequestsError(RequestRefusedError):
 
 
 def _marker(name: str):
-    def declared() -> None:
+    async def declared() -> None:  # async: a plain def would run in the threadpool
         """A declaration read by the request gate; nothing to do per request."""
 
     declared.gate = name

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.card import OWN_MEASUREMENT
-from models.default import DEFAULT_MODEL
+from models.default import DEFAULT_INT8, DEFAULT_MODEL, default_model_path
 from models.engine import EmbeddingEngine
 
 pytestmark = pytest.mark.skipif(
@@ -46,3 +46,16 @@ def test_eval_uses_the_default_model_when_none_is_named(training_tree, tmp_path)
     result = json.loads(out.read_text())
     assert result["model"] == str(DEFAULT_MODEL)
     assert set(result["euc"]["mean"]) == {"NM", "BG", "CL"}
+
+
+def test_the_int8_variant_serves_on_a_cpu_because_its_card_makes_the_case():
+    int8 = EmbeddingEngine(DEFAULT_INT8, device="cpu").card
+    assert int8.variant == "int8"
+    assert "051-074" in int8.cpu_default  # the case: measured on 24 unseen subjects
+    assert EmbeddingEngine(DEFAULT_MODEL, device="cpu").card.cpu_default is None
+    assert default_model_path("auto", on_cpu=True) == DEFAULT_INT8
+    assert default_model_path("auto", on_cpu=False) == DEFAULT_MODEL
+    assert default_model_path("fp32") == DEFAULT_MODEL
+    assert default_model_path("int8", on_cpu=False) == DEFAULT_INT8
+    with pytest.raises(ValueError, match="precision"):
+        default_model_path("fp16")

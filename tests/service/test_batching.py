@@ -1,5 +1,6 @@
-"""service.batching with a real ONNX model (the toy one): batches form, results equal the
-unbatched ones, errors stay with their clip, a cancelled clip is skipped, one alone never waits."""
+"""service.batching with real ONNX models (the toy one; the shipped default for the narrow
+copies): batches form, results equal the unbatched ones, errors stay with their clip, a
+cancelled clip is skipped, one alone never waits, several go narrow side by side."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from models.default import DEFAULT_MODEL
 from models.engine import EmbeddingEngine
 from service.batching import EmbedBatcher
 from tests.helpers import toy_model
@@ -69,7 +71,7 @@ def concurrently(batcher: EmbedBatcher, engine, inputs: list[np.ndarray]) -> lis
 
 def test_concurrent_clips_are_embedded_together_and_equal_the_unbatched(engine):
     counted = FaultyEngine(engine)
-    batcher = EmbedBatcher(max_batch=8, max_wait_s=1.0)
+    batcher = EmbedBatcher(max_batch=8, max_wait_s=1.0, workers=1)
     inputs = clips(6) + clips(3, frames=9, seed=1)
     results = concurrently(batcher, counted, inputs)
     batcher.close()
@@ -81,7 +83,7 @@ def test_concurrent_clips_are_embedded_together_and_equal_the_unbatched(engine):
 
 def test_a_bad_clip_fails_only_its_own_request(engine):
     faulty = FaultyEngine(engine)
-    batcher = EmbedBatcher(max_batch=8, max_wait_s=1.0)
+    batcher = EmbedBatcher(max_batch=8, max_wait_s=1.0, workers=1)
     inputs = clips(5)
     inputs[2][0, 0, 0] = 1
     results = concurrently(batcher, faulty, inputs)
@@ -113,7 +115,7 @@ def test_a_request_that_fails_before_submitting_stops_being_waited_for(engine):
 
 def test_a_cancelled_clip_is_skipped(engine):
     slow = SlowEngine(engine)
-    batcher = EmbedBatcher(max_batch=8, max_wait_s=0)
+    batcher = EmbedBatcher(max_batch=8, max_wait_s=0, workers=1)
     first = batcher._submit(slow, clips(1), announced=False)  # keeps the worker busy
     time.sleep(0.05)
     queued = batcher._submit(slow, clips(2, seed=3), announced=False)
@@ -122,3 +124,41 @@ def test_a_cancelled_clip_is_skipped(engine):
     first[0].result(10)
     batcher.close()
     assert slow.calls == [1, 1]  # the cancelled clip never reached the model
+
+
+def test_several_clips_go_narrow_side_by_side_with_the_same_results():
+    """Two workers, the shipped default with two threads: a lone clip runs wide on the engine;
+    a crowd is shared out to single-threaded copies, whose embeddings equal the engine's."""
+    engine = EmbeddingEngine(DEFAULT_MODEL, device="cpu", threads=2)
+    calls = []
+    batcher = EmbedBatcher(
+        max_batch=8, max_wait_s=1.0, workers=2, observe=lambda *c: calls.append(c)
+    )
+    inputs = clips(8, frames=12)
+    results = concurrently(batcher, engine, inputs)
+    lone = batcher.embed(engine, clips(1, frames=12, seed=5))
+    batcher.close()
+    narrow = [count for count, _, wide in calls[:-1] if not wide]
+    assert sum(narrow) == 8  # the crowd went narrow, shared between the workers
+    assert len(narrow) >= 2
+    assert calls[-1][0] == 1
+    assert calls[-1][2]
+    for clip, result in zip(inputs, results, strict=True):
+        np.testing.assert_allclose(result, engine.embed(clip[None])[0], atol=1e-5)
+    np.testing.assert_allclose(
+        lone[0], engine.embed(clips(1, frames=12, seed=5)[0][None])[0], atol=1e-5
+    )
+
+
+def test_a_model_whose_file_is_gone_still_answers_under_load(tmp_path):
+    """Workers copy the live model from its file; an uploaded model's spool file can be gone.
+    The workers then share the engine itself, and every request still gets its answer."""
+    path = toy_model(tmp_path / "spooled.onnx")
+    engine = EmbeddingEngine(path, device="cpu", threads=2)
+    path.unlink()
+    batcher = EmbedBatcher(max_batch=8, max_wait_s=1.0, workers=2)
+    inputs = clips(6)
+    results = concurrently(batcher, engine, inputs)
+    batcher.close()
+    for clip, result in zip(inputs, results, strict=True):
+        np.testing.assert_allclose(result, engine.embed(clip[None])[0], atol=1e-5)

@@ -17,12 +17,15 @@ def test_lowering_a_thread_leaves_the_rest_of_the_process_alone():
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     seen = {}
 
+    def state() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
     def background() -> None:
         lower_this_thread()
-        seen["background"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["background"] = state()
 
         def child() -> None:  # started after the lowering: inherits it (ONNX Runtime's pool)
-            seen["child"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            seen["child"] = state()
 
         started = threading.Thread(target=child)
         started.start()
