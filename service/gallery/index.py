@@ -5,7 +5,7 @@ Vectors come from ``models.scoring.part_normalise``, so an inner product is the 
 similarity and ranks exactly as the protocol's ``cos`` distance. One index holds one model
 version's embeddings; samples are keyed by their store ids.
 
-**Exact** (``IndexFlatIP``) reads every vector for every query: about 1 ms per 10,000 samples
+**Exact** (``IndexFlatIP``) reads every vector for every query: about 1 ms per 1,000 samples
 of 2,048 floats here. **Approximate** (``IndexIVFFlat``) clusters the vectors into ``nlist``
 lists around trained centroids and reads only the ``nprobe`` lists nearest the query. It keeps
 the full vectors (no compression: 4 bytes a dimension, as exact), so scores are exact for the
@@ -178,10 +178,10 @@ class GalleryIndex:
             subject_ids = [subject_ids[i] for i in new]
             first = self._index.ntotal == 0
             if first and self.policy.wants_lists(len(ids)):
-                self._index, self._trained_at = self._lists_of(ids, vectors), len(ids)
+                self._swap_in(self._lists_of(ids, vectors), len(ids))
             else:
                 self._index.add_with_ids(vectors, ids)
-                if self._gpu_index is not None and self._trained_at == 0:
+                if self._gpu_index is not None:
                     self._gpu_index.add_with_ids(vectors, ids)
                 if self._replay is not None:
                     self._replay.append(("add", ids, vectors))
@@ -195,7 +195,7 @@ class GalleryIndex:
         ids = np.asarray(sample_ids, dtype=np.int64)
         with self._lock:
             self._index.remove_ids(ids)
-            if self._gpu_index is not None and self._trained_at == 0:
+            if self._gpu_index is not None:
                 # GPU flat indexes cannot remove: copy again
                 self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
             if self._replay is not None:
@@ -262,8 +262,9 @@ class GalleryIndex:
     def _lists_of(self, ids: np.ndarray, vectors: np.ndarray) -> faiss.IndexIVFFlat:
         """An IVF index of these vectors, on kept centroids when there are some for its size."""
         nlist = list_count(len(ids))
-        kept = self.centroids_dir / _centroids_name(self.model_version, nlist) if (
-            self.centroids_dir) else None  # fmt: skip
+        kept = None
+        if self.centroids_dir is not None:
+            kept = self.centroids_dir / _centroids_name(self.model_version, nlist)
         if kept is not None and kept.is_file():
             index = faiss.read_index(str(kept))
         else:
@@ -281,6 +282,10 @@ class GalleryIndex:
         log.info("approximate index built", extra={"samples": len(ids), "lists": nlist})
         return index
 
+    def _swap_in(self, lists: faiss.IndexIVFFlat, trained_at: int) -> None:
+        """(Lock held.) Answer from ``lists`` from now on; a GPU copy of the exact index goes."""
+        self._index, self._trained_at, self._gpu_index = lists, trained_at, None
+
     def _maybe_retrain(self) -> None:
         """(Lock held.) Start a background (re)training when the gallery outgrew its index."""
         total = self._index.ntotal
@@ -288,7 +293,6 @@ class GalleryIndex:
             self._trained_at == 0 or total >= REGROW * self._trained_at
         )
         if due and self._retraining is None:
-            self._replay = []
             self._retraining = threading.Thread(
                 target=self._retrain, name="index-retrain", daemon=True
             )
@@ -308,7 +312,7 @@ class GalleryIndex:
                         index.add_with_ids(added, changed)
                     else:
                         index.remove_ids(changed)
-                self._index, self._trained_at = index, len(ids)
+                self._swap_in(index, len(ids))
         except Exception:  # the current index keeps answering
             log.exception("retraining the approximate index failed")
         finally:
