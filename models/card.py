@@ -44,24 +44,58 @@ class EmbeddingContract(_Strict):
 
 
 class Threshold(_Strict):
-    """Accept a match when its score >= ``score``; measured on the validation subjects."""
+    """Accept a match when its score >= ``score``; measured on the calibration pairs."""
 
     far: float = Field(description="target false accept rate")
     score: float
-    measured_far: float
-    tar: float = Field(description="true accept rate at this threshold")
+    measured_far: float = Field(description="false accept rate at ``score`` on the pairs")
+    tar: float = Field(description="true accept rate at ``score`` on the pairs")
+    far_per_condition: dict[str, float] = Field(
+        {}, description="probe set (NM/BG/CL) → false accept rate of its pairs at ``score``"
+    )
+    tar_per_condition: dict[str, float] = Field(
+        {}, description="probe set (NM/BG/CL) → true accept rate of its pairs at ``score``"
+    )
 
 
 OWN_MEASUREMENT = "this model, on held-out subjects"
+OWN_WEIGHTS = "this model's own weights, on subjects it never trained on"
+
+GALLERY = "nm-01-04, every view"
+PROBES = {"NM": "nm-05/06", "BG": "bg-01/02", "CL": "cl-01/02"}
+CALIBRATION_PAIRS = (
+    "every probe sequence (nm-05/06, bg-01/02, cl-01/02) against every gallery sequence "
+    "(nm-01-04) of another view, all frames; genuine = same subject"
+)
 
 
 class ValidationResult(_Strict):
+    """Rank-1 accuracy on validation subjects, both distances. ``genuine_pairs`` and
+    ``impostor_pairs`` are kept for cards written before :class:`Calibration` existed."""
+
     subjects: str
     source: str = OWN_MEASUREMENT
     protocol: str = "CASIA-B: gallery nm-01-04, identical views excluded, all frames"
     rank1: dict[str, dict[str, float]]  # metric → {"NM": …, "BG": …, "CL": …}
-    genuine_pairs: int = 0
-    impostor_pairs: int = 0
+    subject_count: int | None = None
+    gallery: str = GALLERY
+    probes: dict[str, str] = PROBES
+    gallery_sequences: int | None = None
+    probe_sequences: dict[str, int] = {}
+    genuine_pairs: int | None = None
+    impostor_pairs: int | None = None
+
+
+class Calibration(_Strict):
+    """Where the thresholds come from: which weights, which subjects, which pairs."""
+
+    source: str = OWN_WEIGHTS
+    subjects: str
+    subject_count: int
+    pairs: str = CALIBRATION_PAIRS
+    genuine_pairs: int
+    impostor_pairs: int
+    score: str = "mean part cosine similarity (models.scoring.similarity), the service's score"
 
 
 class TrainingRecord(_Strict):
@@ -84,6 +118,9 @@ class ModelCard(_Strict):
     training: TrainingRecord
     validation: ValidationResult | None = None
     thresholds: list[Threshold] = []
+    calibration: Calibration | None = Field(
+        None, description="how ``thresholds`` were measured (None on cards older than this field)"
+    )
     licence: str = (
         "Research derivative of the CASIA Gait Database (Dataset B), CBSR, Institute of "
         "Automation, Chinese Academy of Sciences: for research use only."

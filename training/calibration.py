@@ -1,54 +1,59 @@
-"""Open-set decision thresholds from genuine and impostor score distributions (numpy).
+"""Open-set decision thresholds for a model card, from verification pairs (numpy).
 
-Pairs are the protocol's: every probe sequence (nm-05/06, bg-01/02, cl-01/02) against every
-gallery sequence (nm-01–04), all views. A pair is genuine when both are the same subject. The
-score is ``models.scoring.similarity`` (mean part cosine), the service's score.
+The pairs are the service's: probe sequences of every condition (nm-05/06, bg-01/02, cl-01/02)
+against gallery sequences (nm-01–04) seen from another view; one threshold serves all conditions.
+The score is ``models.scoring.similarity`` (mean part cosine), the service's score. The
+embeddings must come from the weights that will carry the thresholds, on subjects those weights
+never trained on: thresholds measured on other weights, or on training subjects, do not keep
+their false accept rate (see ``training.evaluation.open_set`` for the definitions).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from models.card import Threshold
-from models.scoring import similarity
-from training.evaluation.protocol import GALLERY_CONDITIONS, PROBE_SETS
-
-DEFAULT_FARS = (1e-2, 1e-3)
+from models.card import Calibration, Threshold
+from training.evaluation.open_set import ALL, DEFAULT_FARS, Pairs, pair_scores, verify_pairs
 
 
-def pair_scores(
-    feats: np.ndarray, subjects: np.ndarray, conditions: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Genuine and impostor scores, float32 [n_genuine] and [n_impostor]."""
-    probe_conditions = [c for conditions_ in PROBE_SETS.values() for c in conditions_]
-    probes = np.isin(conditions, probe_conditions)
-    gallery = np.isin(conditions, GALLERY_CONDITIONS)
-    scores = similarity(feats[probes], feats[gallery])  # [m, g]
-    same = subjects[probes][:, None] == subjects[gallery][None, :]
-    return scores[same], scores[~same]
-
-
-def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> Threshold:
-    """The lowest score threshold whose false accept rate on ``impostor`` is at most ``far``.
-
-    A pair is accepted when its score >= the threshold.
-    """
-    if len(impostor) == 0 or len(genuine) == 0:
-        raise ValueError("calibration needs both genuine and impostor pairs")
-    ranked = np.sort(impostor)[::-1]  # highest first
-    allowed = int(np.floor(far * len(ranked)))  # impostors we may accept
-    score = float(np.nextafter(ranked[allowed], np.inf)) if allowed < len(ranked) else -1.0
-    return Threshold(
-        far=far,
-        score=score,
-        measured_far=float(np.mean(impostor >= score)),
-        tar=float(np.mean(genuine >= score)),
-    )
+def thresholds_of(pairs: Pairs, fars: Sequence[float] = DEFAULT_FARS) -> list[Threshold]:
+    """One threshold per false accept rate in ``fars`` (each in (0, 1)), found on all pairs."""
+    if not all(0.0 < far < 1.0 for far in fars):
+        raise ValueError(f"false accept rates must lie in (0, 1), got {list(fars)}")
+    verification = verify_pairs(pairs, fars)
+    sets = [name for name in verification.pairs if name != ALL]
+    return [
+        Threshold(
+            far=point.target,
+            score=point.threshold,
+            measured_far=point.false_rate[ALL],
+            tar=point.true_rate[ALL],
+            far_per_condition={name: point.false_rate[name] for name in sets},
+            tar_per_condition={name: point.true_rate[name] for name in sets},
+        )
+        for point in verification.at_far
+    ]
 
 
 def calibrate(
-    feats: np.ndarray, subjects: np.ndarray, conditions: np.ndarray, fars=DEFAULT_FARS
-) -> tuple[list[Threshold], int, int]:
-    """Thresholds at each false accept rate, and the genuine and impostor pair counts."""
-    genuine, impostor = pair_scores(feats, subjects, conditions)
-    return [threshold_at_far(genuine, impostor, f) for f in fars], len(genuine), len(impostor)
+    feats: np.ndarray,
+    subjects: Sequence[str] | np.ndarray,
+    conditions: Sequence[str] | np.ndarray,
+    views: Sequence[str] | np.ndarray,
+    subjects_spec: str,
+    fars: Sequence[float] = DEFAULT_FARS,
+) -> tuple[list[Threshold], Calibration]:
+    """Thresholds from embeddings [n, c, p] of unseen subjects, and the record of how.
+
+    ``subjects_spec`` names the subjects for the card, e.g. ``"051-074"``.
+    """
+    pairs = pair_scores(feats, subjects, conditions, views, cross_view=True)
+    record = Calibration(
+        subjects=subjects_spec,
+        subject_count=pairs.subjects,
+        genuine_pairs=len(pairs.genuine),
+        impostor_pairs=len(pairs.impostor),
+    )
+    return thresholds_of(pairs, fars), record

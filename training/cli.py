@@ -84,6 +84,31 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.add_argument("--device", default="cpu", help="cpu or cuda")
+    open_set = evaluate.add_argument_group(
+        "open set",
+        "verification (TAR at FAR, per condition) and open-set identification (DIR at FPIR, "
+        "with subjects held out of the gallery as impostors) on the service's score, across "
+        "views; an exported model is measured at its card's thresholds too",
+    )
+    open_set.add_argument("--open-set", action="store_true", help="add the open-set evaluation")
+    open_set.add_argument(
+        "--impostor-share",
+        type=float,
+        default=0.5,
+        help="share of the subjects held out of the gallery (default 0.5)",
+    )
+    open_set.add_argument(
+        "--splits", type=int, default=10, help="random enrolled/impostor splits (default 10)"
+    )
+    open_set.add_argument("--seed", type=int, default=0, help="seed of the splits")
+    open_set.add_argument(
+        "--threshold",
+        type=float,
+        action="append",
+        default=[],
+        metavar="SCORE",
+        help="also measure at this score threshold (repeatable)",
+    )
     evaluate.set_defaults(run=_run_eval)
 
     export = commands.add_parser(
@@ -186,8 +211,18 @@ def _run_experiment_report(args: argparse.Namespace) -> int:
 @_reports_errors
 def _run_eval(args: argparse.Namespace) -> int:
     from models.default import default_model_path
-    from training.evaluation.run import evaluate_checkpoint, print_results
+    from training.evaluation.run import OpenSetOptions, evaluate_checkpoint, print_results
 
+    open_set = None
+    if args.open_set:
+        open_set = OpenSetOptions(
+            impostor_share=args.impostor_share,
+            splits=args.splits,
+            seed=args.seed,
+            thresholds=tuple((f"score {t:g}", t) for t in args.threshold),
+        )
+    elif args.threshold:
+        raise ValueError("--threshold measures open-set figures: add --open-set")
     outputs = evaluate_checkpoint(
         args.model or default_model_path(),
         args.data,
@@ -196,10 +231,11 @@ def _run_eval(args: argparse.Namespace) -> int:
         embeddings_path=args.save_embeddings,
         batch_size=args.batch_size,
         device=args.device,
+        open_set=open_set,
     )
     print_results(outputs)
     if args.json:
-        print(f"wrote {args.json} and heat maps beside it")
+        print(f"wrote {args.json} and its figures beside it")
     return 0
 
 
@@ -281,5 +317,16 @@ def _run_export(args: argparse.Namespace) -> int:
             print(
                 f"  threshold at FAR {threshold.far:g}: score >= {threshold.score:.4f} "
                 f"(TAR {100 * threshold.tar:.1f} %)"
+            )
+        if variant.calibration is None:
+            print(
+                "  no thresholds: this model trained on every validation subject, and thresholds "
+                "from other weights would not keep their rate; requests must pass a threshold"
+            )
+        else:
+            c = variant.calibration
+            print(
+                f"  calibrated on {c.subjects} ({c.subject_count} subjects, {c.genuine_pairs} "
+                f"genuine and {c.impostor_pairs} impostor pairs, across views)"
             )
     return 0

@@ -29,6 +29,7 @@ import torch
 from models.card import (
     METADATA_KEY,
     OWN_MEASUREMENT,
+    Calibration,
     EmbeddingContract,
     ModelCard,
     Threshold,
@@ -42,7 +43,7 @@ from training.calibration import calibrate
 from training.checkpoint import load_checkpoint, model_from_state
 from training.data.cache import SilhouetteCache
 from training.data.subjects import parse_subjects
-from training.evaluation.protocol import METRICS, evaluate
+from training.evaluation.protocol import GALLERY_CONDITIONS, METRICS, PROBE_SETS, evaluate
 from training.quantize import quantize_int8
 
 PARITY_LENGTHS = (1, 7, 30, 120)
@@ -161,25 +162,40 @@ def int8_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.int8{path.suffix}")
 
 
-def validate_and_calibrate(
-    engine: EmbeddingEngine, cache: SilhouetteCache, subjects: str, source: str
-) -> tuple[ValidationResult, list[Threshold]]:
-    """NM/BG/CL rank-1 (both distances) and thresholds, from ``engine``'s embeddings."""
-    feats = engine.embed_many([cache.sequence(i) for i in range(len(cache))])
+def validate(
+    feats: np.ndarray, cache: SilhouetteCache, subjects: str, source: str
+) -> ValidationResult:
+    """NM/BG/CL rank-1 (both distances) of ``feats`` [n, c, p], the embeddings of ``cache``."""
     subject_ids, conditions, views = cache.subjects, cache.conditions, cache.views
     rank1 = {
         metric: evaluate(feats, subject_ids, conditions, views, metric=metric).mean
         for metric in METRICS
     }
-    thresholds, genuine, impostor = calibrate(feats, subject_ids, conditions)
-    validation = ValidationResult(
+    return ValidationResult(
         subjects=subjects,
         source=source,
         rank1={m: {k: round(v, 2) for k, v in r.items()} for m, r in rank1.items()},
-        genuine_pairs=genuine,
-        impostor_pairs=impostor,
+        subject_count=len(np.unique(subject_ids)),
+        gallery_sequences=int(np.isin(conditions, GALLERY_CONDITIONS).sum()),
+        probe_sequences={
+            name: int(np.isin(conditions, set_conditions).sum())
+            for name, set_conditions in PROBE_SETS.items()
+        },
     )
-    return validation, thresholds
+
+
+def _embed_all(engine: EmbeddingEngine, cache: SilhouetteCache) -> np.ndarray:
+    """Every sequence of ``cache``, all frames → float32 [n, c, p]."""
+    return engine.embed_many([cache.sequence(i) for i in range(len(cache))])
+
+
+@dataclass
+class _Measured:
+    """What goes into one variant's card from held-out subjects."""
+
+    validation: ValidationResult
+    thresholds: list[Threshold]
+    calibration: Calibration | None
 
 
 CALIBRATION_CLIPS = 64
@@ -301,7 +317,11 @@ def export_checkpoint(
     ``validation_from``: a sibling trained with the same recipe on fewer subjects (a model
     trained on all of 001–074 has no held-out subjects of its own), as a checkpoint (measured
     here) or as the card of its own export (``….onnx.card.json``, figures taken as they are).
-    Its figures and thresholds, from subjects it never saw, go into the card, which says so.
+    Its rank-1 figures, from subjects it never saw, go into the card, which says so. Its
+    thresholds do not: a threshold keeps its false accept rate only on the weights it was
+    measured on, so the card's thresholds always come from this model's own weights on
+    ``subjects`` it never trained on, and a model trained on all of them gets none (the service
+    then needs a threshold with every request).
 
     ``int8``: also write the int8 variant (``FILE.int8.onnx``), validated on its own.
     """
@@ -328,6 +348,7 @@ def export_checkpoint(
     if not subjects:
         raise ExportError("no validation subjects: pass --subjects (e.g. 063-074)")
     overlap = set(parse_subjects(subjects)) & set(validator["subject_ids"])
+    calibrated = not set(parse_subjects(subjects)) & set(state["subject_ids"])
     if overlap:
         raise ExportError(
             f"validation subjects {subjects} include {len(overlap)} the validating model was "
@@ -355,25 +376,33 @@ def export_checkpoint(
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         main = _export_bare(state, Path(scratch) / "main", cache, int8_clips)
-        measured: dict[str, tuple[ValidationResult, list[Threshold]]] = {}
-        if sibling_cards:
-            for variant, card in sibling_cards.items():
-                copied = card.validation.model_copy(update={"source": sibling})
-                measured[variant] = (copied, card.thresholds)
-        else:
-            validating = main
-            if validation_from:
-                validating = _export_bare(validator, Path(scratch) / "sib", cache, int8_clips)
-            for variant in variants:
-                source = sibling or OWN_MEASUREMENT
-                engine = validating.engine(variant)
-                measured[variant] = validate_and_calibrate(engine, cache, subjects, source)
+        validating = None
+        if validation_from and not sibling_cards:
+            validating = _export_bare(validator, Path(scratch) / "sib", cache, int8_clips)
+        measured: dict[str, _Measured] = {}
+        for variant in variants:
+            own = _embed_all(main.engine(variant), cache) if calibrated else None
+            if sibling_cards:
+                validation = sibling_cards[variant].validation.model_copy(
+                    update={"source": sibling}
+                )
+            elif validating:
+                feats = _embed_all(validating.engine(variant), cache)
+                validation = validate(feats, cache, subjects, sibling)
+            else:
+                validation = validate(own, cache, subjects, OWN_MEASUREMENT)
+            thresholds, calibration = [], None
+            if calibrated:
+                thresholds, calibration = calibrate(
+                    own, cache.subjects, cache.conditions, cache.views, subjects
+                )
+            measured[variant] = _Measured(validation, thresholds, calibration)
 
         options = json.loads(json.dumps(state["model_options"]))  # tuples → lists, as stored
         version = content_version(state["model_name"], main.fp32.read_bytes())
         cards: dict[str, ModelCard] = {}
         for variant in variants:
-            validation, thresholds = measured[variant]
+            validation, thresholds = measured[variant].validation, measured[variant].thresholds
             cards[variant] = ModelCard(
                 name=name or config["name"],
                 version=version if variant == "fp32" else f"{version}-int8",
@@ -390,6 +419,7 @@ def export_checkpoint(
                 ),
                 validation=validation,
                 thresholds=thresholds,
+                calibration=measured[variant].calibration,
             )
         _write_with_card(main.fp32, out, cards["fp32"])
         if int8:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gaitlab.cli import main
-from models.card import METADATA_KEY, ModelCard, card_path
+from models.card import METADATA_KEY, OWN_WEIGHTS, ModelCard, card_path
 from models.engine import EmbeddingEngine
 from tests.training.test_trainer import tiny_config
 from training.checkpoint import model_from_checkpoint
@@ -64,6 +64,17 @@ def test_parity_report_and_card(exported):
     assert strict.measured_far <= 0.001
     assert loose.measured_far <= 0.01
     assert 0 <= strict.tar <= loose.tar <= 1
+    assert set(loose.tar_per_condition) == {"NM", "BG", "CL"}
+    # what the card measured, and on what: its own weights, two unseen subjects, across views
+    assert card.validation.subject_count == 2
+    assert card.validation.gallery_sequences == 2 * 4 * 11
+    assert card.validation.probe_sequences == {"NM": 44, "BG": 44, "CL": 44}
+    calibration = card.calibration
+    assert calibration.source == OWN_WEIGHTS
+    assert (calibration.subjects, calibration.subject_count) == ("065-066", 2)
+    # probes of one view never meet gallery sequences of that view: 132 probes × 80 samples
+    assert calibration.genuine_pairs + calibration.impostor_pairs == 132 * 80
+    assert calibration.genuine_pairs == 132 * 40
 
 
 def test_card_round_trips_through_the_file_and_the_side_car(exported):
@@ -109,13 +120,32 @@ def test_eval_of_the_onnx_model_matches_the_checkpoint(exported, training_tree, 
             )
 
 
+def test_open_set_eval_at_the_cards_thresholds_measures_what_the_card_says(
+    exported, training_tree, tmp_path
+):
+    _, result = exported
+    out = tmp_path / "open.json"
+    args = ["eval", "--model", str(result.path), "--data", str(training_tree), "--open-set"]
+    assert main([*args, "--subjects", "065-066", "--json", str(out), "--splits", "4"]) == 0
+    report = json.loads(out.read_text())["open_set"]
+    given = {point["label"]: point for point in report["verification"]["given"]}
+    for threshold in result.card.thresholds:
+        measured = given[f"card {100 * threshold.far:g} %"]
+        assert measured["false_rate"]["all"] == pytest.approx(threshold.measured_far)
+        assert measured["true_rate"]["all"] == pytest.approx(threshold.tar)
+    identification = report["identification"]
+    assert (identification["enrolled_subjects"], identification["impostor_subjects"]) == (1, 1)
+    assert (tmp_path / "open_open_set.png").exists()
+
+
 def test_int8_variant_has_its_own_measured_card(exported):
     _, result = exported
     engine = EmbeddingEngine(result.int8_path, device="cpu")
     card = engine.card
     assert card.variant == "int8"
     assert card.version == f"{result.card.version}-int8"
-    assert card.validation.genuine_pairs == result.card.validation.genuine_pairs
+    assert card.calibration.genuine_pairs == result.card.calibration.genuine_pairs
+    assert card.thresholds != result.card.thresholds  # measured on its own weights
     assert [t.far for t in card.thresholds] == [0.01, 0.001]
     clips = np.zeros((2, 30, 64, 44), np.uint8)
     clips[:, :, 10:50, 15:30] = 255
@@ -148,7 +178,9 @@ def test_a_model_trained_on_every_subject_borrows_its_siblings_validation(
     assert "001-004" in card.validation.source
     assert card.training.subjects == "001-004,065-066"
     assert card.validation.rank1 == sibling_result.card.validation.rank1
-    assert card.thresholds == sibling_result.card.thresholds
+    # the sibling's thresholds would not keep their rate on these weights: none are borrowed
+    assert card.thresholds == []
+    assert card.calibration is None
     assert card.version != sibling_result.card.version
 
     # the sibling's exported cards serve as well as its checkpoint (no checkpoint needs keeping)
@@ -160,8 +192,7 @@ def test_a_model_trained_on_every_subject_borrows_its_siblings_validation(
         progress=False,
     )
     assert from_cards.card.validation.rank1 == sibling_result.card.validation.rank1
-    assert from_cards.card.thresholds == sibling_result.card.thresholds
-    assert from_cards.int8_card.thresholds == sibling_result.int8_card.thresholds
+    assert from_cards.card.thresholds == from_cards.int8_card.thresholds == []
     assert "sibling" in from_cards.int8_card.validation.source
 
     other = tiny_config(training_tree, tmp_path / "other", iterations=12)

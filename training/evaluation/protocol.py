@@ -251,6 +251,23 @@ def _labels(
     return labels
 
 
+def check_labels(
+    feats: np.ndarray,
+    subjects: Sequence[str] | np.ndarray,
+    conditions: Sequence[str] | np.ndarray,
+    views: Sequence[str] | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Embeddings [n, c, p] and their labels as arrays, each ``str [n]``; conditions and views
+    must be CASIA-B's."""
+    feats = _check_feats(feats, "feats")
+    return (
+        feats,
+        _labels(subjects, len(feats), "subjects"),
+        _labels(conditions, len(feats), "conditions", CONDITIONS),
+        _labels(views, len(feats), "views", VIEWS),
+    )
+
+
 def _hits_per_gallery_view(
     probe_feats: np.ndarray,
     probe_subjects: np.ndarray,
@@ -318,10 +335,7 @@ def evaluate(
     ``exclude_identical_view=False`` keeps the probe-view = gallery-view cells in the means.
     """
     _check_metric(metric)
-    feats = _check_feats(feats, "feats")
-    subjects = _labels(subjects, len(feats), "subjects")
-    conditions = _labels(conditions, len(feats), "conditions", CONDITIONS)
-    views = _labels(views, len(feats), "views", VIEWS)
+    feats, subjects, conditions, views = check_labels(feats, subjects, conditions, views)
 
     gallery = np.isin(conditions, GALLERY_CONDITIONS)
     probes = np.isin(conditions, [c for conds in PROBE_SETS.values() for c in conds])

@@ -125,3 +125,147 @@ def load_embeddings(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
             raise ValueError(f"{path}: expected arrays {EMBEDDING_KEYS}, found {data.files}")
         feats, subjects, conds, views = (data[key] for key in EMBEDDING_KEYS)
     return feats, subjects, conds, views
+
+
+# --- open-set --------------------------------------------------------------------------------
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.2f}"
+
+
+def _point_rows(points, names: list[str], default_label) -> list[str]:
+    rows = []
+    for point in points:
+        label = point.label or default_label(point.target)
+        cells = [_percent(point.true_rate.get(name)).rjust(7) for name in names]
+        rows.append(
+            f"{label[:22].ljust(22)} {point.threshold:>9.4f} "
+            f"{_percent(point.false_rate['all']).rjust(7)} {' '.join(cells)}"
+        )
+    return rows
+
+
+def format_open_set(result) -> str:
+    """Verification and open-set identification of an
+    :class:`~training.evaluation.open_set.OpenSetResult` as text (rates in percent)."""
+    verification, identification = result.verification, result.identification
+    names = list(verification.pairs)
+    pairs = verification.pairs["all"]
+    views = "across views" if result.cross_view else "identical views included"
+    header = " ".join(["".ljust(22), "threshold".rjust(9), "{}".rjust(7)])
+    header += " " + " ".join(f"{'TAR ' if n == 'all' else ''}{n}".rjust(7) for n in names)
+    lines = [
+        f"verification, {views}: {verification.subjects} subjects, {pairs['genuine']:,} genuine "
+        f"and {pairs['impostor']:,} impostor pairs (score: mean part cosine)",
+        header.format("FAR"),
+        *_point_rows(verification.at_far, names, lambda t: f"at FAR {100 * t:g} %"),
+        *_point_rows(verification.given, names, str),
+        "TAR at each set's own threshold: "
+        + "; ".join(
+            f"FAR {100 * point.target:g} %: "
+            + " ".join(
+                f"{n} {_percent(verification.own_threshold[n][i].true_rate[n])}" for n in names
+            )
+            for i, point in enumerate(verification.at_far)
+        ),
+        "equal error rate: " + " ".join(f"{n} {_percent(verification.eer[n])}" for n in names),
+        "",
+    ]
+    id_names = list(identification.probes)
+    probes = identification.probes["all"]
+    header = " ".join(["".ljust(22), "threshold".rjust(9), "{}".rjust(7)])
+    header += " " + " ".join(f"{'DIR ' if n == 'all' else ''}{n}".rjust(7) for n in id_names)
+    lines += [
+        f"open-set identification: {identification.enrolled} subjects enrolled, "
+        f"{identification.impostors} held out as impostors, {identification.splits} random "
+        f"splits; per split {probes['mated']:,} enrolled and {probes['non_mated']:,} impostor "
+        "probes",
+        header.format("FPIR"),
+        *_point_rows(identification.at_fpir, id_names, lambda t: f"at FPIR {100 * t:g} %"),
+        *_point_rows(identification.given, id_names, str),
+        "rank-1 without a threshold: "
+        + " ".join(f"{n} {_percent(identification.rank1[n])}" for n in id_names),
+    ]
+    return "\n".join(lines)
+
+
+def _probit_axis(axes, which: str) -> None:
+    """Put the x or y axis of ``axes`` on the normal-deviate scale of a DET plot."""
+    from statistics import NormalDist
+
+    normal = NormalDist()
+    forward = np.vectorize(lambda p: normal.inv_cdf(min(max(p, 1e-6), 1 - 1e-6)))
+    inverse = np.vectorize(normal.cdf)
+    ticks = [0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95]
+    labels = [f"{100 * t:g}" for t in ticks]
+    if which == "x":
+        axes.set_xscale("function", functions=(forward, inverse))
+        axes.set_xticks(ticks, labels=labels)
+        axes.set_xlim(0.0005, 0.5)
+    else:
+        axes.set_yscale("function", functions=(forward, inverse))
+        axes.set_yticks(ticks, labels=labels)
+        axes.set_ylim(0.0005, 0.95)
+
+
+def plot_open_set(result, path: str | Path) -> None:
+    """One PNG: ROC (TAR against FAR), DET (false rejects against false accepts, normal-deviate
+    axes) and DIR against FPIR, one line per probe set; thresholds passed in are marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    verification, identification = result.verification, result.identification
+    figure = Figure(figsize=(16, 5.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    roc, det, dir_ = figure.subplots(1, 3)
+    colours = {"all": "black", "NM": "tab:green", "BG": "tab:orange", "CL": "tab:red"}
+    for name, (far, tar) in verification.curve.items():
+        style = {"color": colours.get(name), "lw": 2.2 if name == "all" else 1.4}
+        roc.plot(far, tar, label=f"{name} (EER {_percent(verification.eer[name])} %)", **style)
+        frr = [1.0 - t for t in tar]
+        det.plot(far, frr, label=name, **style)
+    for name, (fpir, dir_values) in identification.curve.items():
+        style = {"color": colours.get(name), "lw": 2.2 if name == "all" else 1.4}
+        dir_.plot(fpir, dir_values, label=name, **style)
+    for point in verification.given:
+        far, tar = point.false_rate["all"], point.true_rate["all"]
+        roc.plot([far], [tar], "o", color="tab:blue")
+        roc.annotate(
+            point.label, (far, tar), textcoords="offset points", xytext=(6, -12), fontsize=8
+        )
+        det.plot([far], [1 - tar], "o", color="tab:blue")
+    for point in identification.given:
+        fpir, dir_value = point.false_rate["all"], point.true_rate["all"]
+        dir_.plot([fpir], [dir_value], "o", color="tab:blue")
+        dir_.annotate(
+            point.label, (fpir, dir_value), textcoords="offset points", xytext=(6, -12), fontsize=8
+        )
+    for axes in (roc, dir_):
+        axes.set_xscale("log")
+        axes.set_xlim(1e-4, 1.0)
+        axes.set_ylim(0.0, 1.0)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(loc="lower right", fontsize=8)
+    _probit_axis(det, "x")
+    _probit_axis(det, "y")
+    det.grid(True, alpha=0.3)
+    det.legend(loc="upper right", fontsize=8)
+    pairs = verification.pairs["all"]
+    roc.set(
+        xlabel="false accept rate",
+        ylabel="true accept rate",
+        title=f"ROC: {verification.subjects} subjects, {pairs['impostor']:,} impostor pairs",
+    )
+    det.set(xlabel="false accept rate (%)", ylabel="false reject rate (%)", title="DET")
+    dir_.set(
+        xlabel="false positive identification rate",
+        ylabel="detection and identification rate",
+        title=f"open-set identification: {identification.enrolled} enrolled, "
+        f"{identification.impostors} impostors",
+    )
+    views = "across views" if result.cross_view else "identical views included"
+    figure.suptitle(f"Open-set evaluation, score = mean part cosine, {views}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)

@@ -2,7 +2,9 @@
 
 Both distances are computed (``euc`` and ``cos``); each gets a table, a JSON section and a PNG
 heat map. ``--model`` takes a training checkpoint (``.pt``, embedded by PyTorch) or an exported
-model (``.onnx``, embedded by the ONNX Runtime engine, as the service does).
+model (``.onnx``, embedded by the ONNX Runtime engine, as the service does). ``--open-set`` adds
+verification and open-set identification on the service's score (``open_set``), measured also
+at the thresholds of an exported model's card, with a ROC/DET/DIR figure.
 """
 
 from __future__ import annotations
@@ -18,14 +20,32 @@ from training.checkpoint import model_from_checkpoint
 from training.data.cache import SilhouetteCache
 from training.data.subjects import parse_subjects
 from training.embedding import embed_cache
+from training.evaluation.open_set import OpenSetResult, evaluate_open_set
 from training.evaluation.protocol import METRICS, EvaluationResult, evaluate
-from training.evaluation.report import format_table, plot_heatmaps, save_embeddings
+from training.evaluation.report import (
+    format_open_set,
+    format_table,
+    plot_heatmaps,
+    plot_open_set,
+    save_embeddings,
+)
 
 
 @dataclass
 class EvalOutputs:
     results: dict[str, EvaluationResult]  # metric → result
     sequences: int
+    open_set: OpenSetResult | None = None
+
+
+@dataclass
+class OpenSetOptions:
+    """``thresholds``: (label, score) points to measure besides the card's."""
+
+    impostor_share: float = 0.5
+    splits: int = 10
+    seed: int = 0
+    thresholds: tuple[tuple[str, float], ...] = ()
 
 
 def evaluate_checkpoint(
@@ -37,19 +57,35 @@ def evaluate_checkpoint(
     batch_size: int = 16,
     device: str = "cpu",
     progress: bool = True,
+    open_set: OpenSetOptions | None = None,
 ) -> EvalOutputs:
     cache = SilhouetteCache.load(data_root, parse_subjects(subjects), progress=progress)
     if len(cache) == 0:
         raise ValueError(f"no sequences for subjects {subjects} under {data_root}")
+    card_thresholds = []
     if Path(model_path).suffix == ".onnx":
         engine = EmbeddingEngine(model_path, device="cuda" if device == "cuda" else "cpu")
         clips = [cache.sequence(i) for i in range(len(cache))]
         feats = engine.embed_many(clips, batch_size)
+        if engine.card:
+            card_thresholds = [(f"card {100 * t.far:g} %", t.score) for t in engine.card.thresholds]
     else:
         model = model_from_checkpoint(model_path, device)
         feats = embed_cache(model, cache, torch.device(device), batch_size, progress=progress)
     subject_ids, conditions, views = cache.subjects, cache.conditions, cache.views
     results = {m: evaluate(feats, subject_ids, conditions, views, metric=m) for m in METRICS}
+    open_result = None
+    if open_set:
+        open_result = evaluate_open_set(
+            feats,
+            subject_ids,
+            conditions,
+            views,
+            given=[*card_thresholds, *open_set.thresholds],
+            impostor_share=open_set.impostor_share,
+            splits=open_set.splits,
+            seed=open_set.seed,
+        )
     if embeddings_path:
         save_embeddings(embeddings_path, feats, subject_ids, conditions, views)
     if json_path:
@@ -60,13 +96,19 @@ def evaluate_checkpoint(
             "sequences": len(cache),
             **{metric: result.to_dict() for metric, result in results.items()},
         }
+        if open_result:
+            report["open_set"] = open_result.to_dict()
+            plot_open_set(open_result, json_path.with_name(f"{json_path.stem}_open_set.png"))
         json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
         for metric, result in results.items():
             plot_heatmaps(result, json_path.with_name(f"{json_path.stem}_{metric}.png"))
-    return EvalOutputs(results, len(cache))
+    return EvalOutputs(results, len(cache), open_result)
 
 
 def print_results(outputs: EvalOutputs) -> None:
     for result in outputs.results.values():
         print(format_table(result))
+        print()
+    if outputs.open_set:
+        print(format_open_set(outputs.open_set))
         print()

@@ -13,11 +13,17 @@ function validationTable(validation) {
   return el(
     "table",
     { class: "validation" },
-    el("caption", { text: `Validation rank-1 % on ${validation.subjects}` }),
+    el("caption", { text: `Validation rank-1 % on ${validation.subjects}${validation.subject_count ? ` (${validation.subject_count} subjects, gallery of ${validation.gallery_sequences} sequences)` : ""}` }),
     el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "distance" }), conditions.map((c) => el("th", { scope: "col", text: c })))),
     el("tbody", {}, metrics.map(([metric, figures]) =>
       el("tr", {}, el("th", { scope: "row", text: metric }), conditions.map((c) => el("td", { text: Number(figures[c]).toFixed(1) }))))),
   );
+}
+
+function calibrationText(calibration) {
+  if (!calibration) return "The card does not say where its thresholds were measured.";
+  return `Calibrated on ${calibration.source}: ${calibration.subjects} (${calibration.subject_count} subjects, `
+    + `${calibration.genuine_pairs.toLocaleString()} genuine and ${calibration.impostor_pairs.toLocaleString()} impostor pairs, across views).`;
 }
 
 function modelView(model) {
@@ -39,6 +45,7 @@ function modelView(model) {
     validationTable(card.validation),
     el("h3", { text: "Thresholds" }),
     thresholds.length ? el("ul", {}, thresholds) : el("p", { text: "None: pass one with each request." }),
+    el("p", { class: "calibration", text: calibrationText(card.calibration) }),
     el("h3", { text: "Refresh" }),
   ];
   if (refresh.state === "running") {
