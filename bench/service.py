@@ -17,6 +17,8 @@ seconds apart, and the medians over the rounds are printed):
 - **during a refresh**: 1 client without, then while ``POST /admin/model`` re-embeds the gallery
   with a copy of the model (same cost, another version): p50 and p99 as the client saw them.
 
+``--overhead`` measures only the service's own cost: the same requests against the tests' toy
+model (a mean frame, next to free), as identify/s and server CPU (all threads) per request.
 ``--knobs`` also measures the fp32 server with the defaults undone one setting at a time. The
 request path is profiled in process first (decode, normalise, embed, search).
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -49,6 +52,7 @@ from models.silhouette import normalise_clip, normalise_silhouette  # noqa: E402
 from service.clips import ClipLimits, decode_clip  # noqa: E402
 from service.gallery.store import open_store  # noqa: E402
 from service.recognition import build_index  # noqa: E402
+from tests.helpers import toy_model  # noqa: E402
 from tests.service.live_server import Server  # noqa: E402
 from training.data.cache import SilhouetteCache  # noqa: E402
 from training.data.subjects import parse_subjects  # noqa: E402
@@ -227,6 +231,35 @@ def measure(
     return result
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def overhead(data: Path, gallery: str, body: Path, requests: int, scratch: Path) -> dict:
+    """The service's own cost per request, with a model that costs next to nothing (the tests'
+    toy model: a mean frame): identify/s and server CPU ms per request at 1 and 8 clients."""
+    model = toy_model(scratch / "toy.onnx", threshold=0.5)
+    data_dir = scratch / "toy"
+    build_into_store(
+        data, parse_subjects(gallery), ["nm-01", "nm-02", "nm-03", "nm-04"], data_dir, model
+    )
+    server = Server(model, data_dir, env={"GAITLAB_LOG_FORMAT": "text"}).start(600)
+    url = f"{server.url}/identify?threshold=-1"
+    result = {}
+    try:
+        ab(url, body, 50, 1)
+        for clients in (1, 8):
+            before = process_cpu_s(server.process.pid)
+            got = ab(url, body, requests * clients // 4 + requests, clients)
+            spent = process_cpu_s(server.process.pid) - before
+            result[clients] = {**got, "cpu_ms": 1000 * spent / (requests * clients // 4 + requests)}
+    finally:
+        server.stop()
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("/tmp/casia-b"))
@@ -236,6 +269,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--knobs", action="store_true")
+    parser.add_argument(
+        "--overhead", action="store_true", help="only the service's own cost (a near-free model)"
+    )
     args = parser.parse_args()
     if shutil.which("ab") is None:
         print("needs ApacheBench: apt-get install apache2-utils", file=sys.stderr)
@@ -255,6 +291,14 @@ def main() -> int:
         scratch = Path(scratch)
         body = scratch / "body.bin"
         body.write_bytes(multipart(clip))
+        if args.overhead:
+            got = overhead(args.data, args.gallery, body, args.requests, scratch)
+            print("\n### The service's own cost (toy model: a mean frame)\n")
+            print("| clients | identify/s | p50 ms | server CPU ms per request |")
+            print("|---:|---:|---:|---:|")
+            for clients, row in got.items():
+                print(f"| {clients} | {row['rate']:.0f} | {row['p50']:.0f} | {row['cpu_ms']:.2f} |")
+            return 0
         for variant, model in (("fp32", DEFAULT_MODEL), ("int8", DEFAULT_INT8)):
             data_dir = scratch / variant
             built = build_into_store(
