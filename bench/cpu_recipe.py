@@ -39,6 +39,7 @@ class Variant:
     bf16: bool = False
     channels_last: bool = False
     stage_strides: tuple[int, ...] | None = None
+    compiled: bool = False  # torch.compile (inductor); its compile time is in the warm-up step
 
 
 VARIANTS = {
@@ -61,7 +62,11 @@ VARIANTS = {
     "recipe, wider 32/64/128/256": Variant(
         {**STEM2, "channels": (32, 64, 128, 256)}, bf16=True, channels_last=True
     ),
+    "recipe, torch.compile": Variant(STEM2, bf16=True, channels_last=True, compiled=True),
     "baseline, recipe settings": Variant(STEM2, net="baseline", bf16=True, channels_last=True),
+    "baseline, torch.compile": Variant(
+        STEM2, net="baseline", bf16=True, channels_last=True, compiled=True
+    ),
 }
 
 
@@ -78,6 +83,8 @@ def time_step(variant: Variant, steps: int) -> float:
     if variant.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    if variant.compiled:
+        model = torch.compile(model)
     batch = variant.subjects * variant.sequences
     sils = (torch.rand(batch, variant.frames, 64, 44) > 0.5).float()
     labels = torch.arange(variant.subjects).repeat_interleave(variant.sequences)

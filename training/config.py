@@ -135,6 +135,7 @@ class RunSection(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: fp16 AMP on CUDA, else fp32
     channels_last: bool = False
+    compile: bool = False  # torch.compile the net for training (inductor; compiles on step 1)
     threads: int | None = Field(None, gt=0)  # torch CPU threads (default: torch's choice)
     seed: int = 0
     log_every: int = Field(20, gt=0)

@@ -138,6 +138,8 @@ def _train(
     if runtime.distributed:
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         trained = DistributedDataParallel(model, device_ids=device_ids)
+    if run.compile:  # the compiled wrapper shares the model's parameters; checkpoints stay plain
+        trained = torch.compile(trained)
     log = None
     if runtime.is_main:
         terms = tuple(term.name for term in config.losses)

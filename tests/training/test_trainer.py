@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -134,3 +135,17 @@ def test_two_process_gloo_ddp(training_tree, tmp_path):
     assert state["iteration"] == 4
     assert len(losses(tmp_path / "out")) == 4
     assert state["config"]["sampler"]["subjects"] == 4  # split 2 + 2 across the ranks
+
+
+@pytest.mark.slow
+def test_a_compiled_net_trains_like_the_eager_one(training_tree, tmp_path):
+    """run.compile: torch.compile (inductor) takes the same steps, to rounding."""
+    histories = []
+    for compiled in (False, True):
+        out = tmp_path / f"compiled-{compiled}"
+        config = tiny_config(training_tree, out, iterations=3, compile=compiled)
+        config["run"]["val_every"] = config["run"]["iterations"] = 3
+        checkpoint = train(TrainConfig.model_validate(config), progress=False)
+        histories.append(losses(out))
+        assert not any(key.startswith("_orig_mod") for key in load_checkpoint(checkpoint)["model"])
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-3)
