@@ -56,6 +56,14 @@ class Threshold(_Strict):
     tar_per_condition: dict[str, float] = Field(
         {}, description="probe set (NM/BG/CL) → true accept rate of its pairs at ``score``"
     )
+    far_interval: tuple[float, float] | None = Field(
+        None,
+        description="where the false accept rate at ``score`` could fall on another set of as "
+        "many subjects: the central 90 % of a bootstrap over the calibration subjects",
+    )
+    tar_interval: tuple[float, float] | None = Field(
+        None, description="the same interval for the true accept rate"
+    )
 
 
 OWN_MEASUREMENT = "this model, on held-out subjects"

@@ -15,26 +15,39 @@ from collections.abc import Sequence
 import numpy as np
 
 from models.card import Calibration, Threshold
-from training.evaluation.open_set import ALL, DEFAULT_FARS, Pairs, pair_scores, verify_pairs
+from training.evaluation.open_set import (
+    ALL,
+    DEFAULT_FARS,
+    Pairs,
+    pair_scores,
+    subject_bootstrap,
+    verify_pairs,
+)
 
 
 def thresholds_of(pairs: Pairs, fars: Sequence[float] = DEFAULT_FARS) -> list[Threshold]:
-    """One threshold per false accept rate in ``fars`` (each in (0, 1)), found on all pairs."""
+    """One threshold per false accept rate in ``fars`` (each in (0, 1)), found on all pairs,
+    with how far its rates could move on other subjects (a bootstrap over the subjects)."""
     if not all(0.0 < far < 1.0 for far in fars):
         raise ValueError(f"false accept rates must lie in (0, 1), got {list(fars)}")
     verification = verify_pairs(pairs, fars)
     sets = [name for name in verification.pairs if name != ALL]
-    return [
-        Threshold(
-            far=point.target,
-            score=point.threshold,
-            measured_far=point.false_rate[ALL],
-            tar=point.true_rate[ALL],
-            far_per_condition={name: point.false_rate[name] for name in sets},
-            tar_per_condition={name: point.true_rate[name] for name in sets},
+    thresholds = []
+    for point in verification.at_far:
+        spread = subject_bootstrap(pairs, point.threshold)
+        thresholds.append(
+            Threshold(
+                far=point.target,
+                score=point.threshold,
+                measured_far=point.false_rate[ALL],
+                tar=point.true_rate[ALL],
+                far_per_condition={name: point.false_rate[name] for name in sets},
+                tar_per_condition={name: point.true_rate[name] for name in sets},
+                far_interval=spread["far"],
+                tar_interval=spread["tar"],
+            )
         )
-        for point in verification.at_far
-    ]
+    return thresholds
 
 
 def calibrate(

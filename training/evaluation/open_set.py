@@ -84,6 +84,8 @@ class Pairs:
     genuine_set: np.ndarray
     impostor_set: np.ndarray
     subjects: int
+    genuine_subject: np.ndarray | None = None  # int [k]: index of the pair's subject
+    impostor_subjects: np.ndarray | None = None  # int [k, 2]: (probe, gallery) subject indices
 
     def of(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(genuine, impostor) scores of one probe set, or of all of them (``ALL``)."""
@@ -113,13 +115,48 @@ def pair_scores(
         counted = views[probes][:, None] != views[gallery][None, :]
     probe_set = np.broadcast_to(_set_of(conditions[probes])[:, None], scores.shape)
     genuine, impostor = same & counted, ~same & counted
+    people, index = np.unique(subjects, return_inverse=True)
+    probe_of = np.broadcast_to(index[probes][:, None], scores.shape)
+    gallery_of = np.broadcast_to(index[gallery][None, :], scores.shape)
     return Pairs(
         genuine=scores[genuine],
         impostor=scores[impostor],
         genuine_set=probe_set[genuine],
         impostor_set=probe_set[impostor],
-        subjects=len(np.unique(subjects[probes | gallery])),
+        subjects=len(people),
+        genuine_subject=probe_of[genuine].astype(np.int32),
+        impostor_subjects=np.stack([probe_of[impostor], gallery_of[impostor]], 1).astype(np.int32),
     )
+
+
+def subject_bootstrap(
+    pairs: Pairs, threshold: float, draws: int = 1000, level: float = 0.9, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """How far FAR and TAR at ``threshold`` could move on another set of as many subjects.
+
+    Subjects are drawn with replacement (pairs belong to subjects, not to themselves: resampling
+    pairs would understate the spread); each draw's rates count every pair of the drawn subjects
+    as often as both were drawn. Returns ``{"far": (low, high), "tar": (low, high)}``, the
+    central ``level`` interval over ``draws`` draws.
+    """
+    n = pairs.subjects
+    hits = pairs.impostor >= threshold
+    cell = pairs.impostor_subjects[:, 0] * n + pairs.impostor_subjects[:, 1]
+    impostors = np.bincount(cell, minlength=n * n).reshape(n, n).astype(np.float64)
+    accepted_ = np.bincount(cell, weights=hits, minlength=n * n).reshape(n, n)
+    genuine = np.bincount(pairs.genuine_subject, minlength=n).astype(np.float64)
+    true_hits = np.bincount(pairs.genuine_subject, weights=pairs.genuine >= threshold, minlength=n)
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=draws)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        far = np.einsum("bi,ij,bj->b", weights, accepted_, weights) / np.einsum(
+            "bi,ij,bj->b", weights, impostors, weights
+        )
+        tar = (weights @ true_hits) / (weights @ genuine)
+    tail = 100 * (1 - level) / 2
+    return {
+        name: tuple(float(v) for v in np.nanpercentile(rates, [tail, 100 - tail]))
+        for name, rates in (("far", far), ("tar", tar))
+    }
 
 
 def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
@@ -142,6 +179,7 @@ class OperatingPoint:
     true_rate: dict[str, float]  # set → TAR or DIR
     target: float | None = None  # the false rate the threshold was chosen for
     label: str = ""
+    spread: dict[str, tuple[float, float]] | None = None  # subject_bootstrap's, over all sets
 
     def to_dict(self) -> dict:
         return {
@@ -150,6 +188,7 @@ class OperatingPoint:
             "threshold": _finite(self.threshold),
             "false_rate": {k: _finite(v) for k, v in self.false_rate.items()},
             "true_rate": {k: _finite(v) for k, v in self.true_rate.items()},
+            "spread_90": self.spread,
         }
 
 
@@ -187,7 +226,10 @@ def _verification_point(pairs: Pairs, names, threshold, target=None, label="") -
     for name in names:
         genuine, impostor = pairs.of(name)
         far[name], tar[name] = accepted(impostor, threshold), accepted(genuine, threshold)
-    return OperatingPoint(threshold, far, tar, target, label)
+    spread = None
+    if ALL in names and pairs.impostor_subjects is not None:
+        spread = subject_bootstrap(pairs, threshold)
+    return OperatingPoint(threshold, far, tar, target, label, spread)
 
 
 def verify_pairs(

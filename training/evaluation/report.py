@@ -170,6 +170,14 @@ def format_open_set(result) -> str:
             for i, point in enumerate(verification.at_far)
         ),
         "equal error rate: " + " ".join(f"{n} {_percent(verification.eer[n])}" for n in names),
+        *(
+            f"{point.label or f'at FAR {100 * point.target:g} %'}: on another "
+            f"{verification.subjects} subjects like these, FAR {_percent(point.spread['far'][0])}–"
+            f"{_percent(point.spread['far'][1])} %, TAR {_percent(point.spread['tar'][0])}–"
+            f"{_percent(point.spread['tar'][1])} % (central 90 % of a bootstrap over subjects)"
+            for point in [*verification.at_far, *verification.given]
+            if point.spread
+        ),
         "",
     ]
     id_names = list(identification.probes)

@@ -15,6 +15,7 @@ from training.evaluation.open_set import (
     identify_open_set,
     pair_scores,
     search_splits,
+    subject_bootstrap,
     threshold_for_rate,
     verify_pairs,
 )
@@ -185,3 +186,23 @@ def test_report_json_text_and_figure(verification_case, tmp_path):
     assert "card 1 %" in text
     plot_open_set(result, tmp_path / "open_set.png")
     assert (tmp_path / "open_set.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_subject_bootstrap_brackets_the_rates_and_collapses_when_they_cannot_move():
+    rng = np.random.default_rng(0)
+    rows = []
+    for subject in range(8):  # 8 subjects, each a cluster around its own direction
+        centre = rng.normal(size=16)
+        for condition, view in (("nm-01", "000"), ("nm-05", "018"), ("cl-01", "036")):
+            rows.append((f"{subject:03d}", condition, view, centre + rng.normal(size=16)))
+    pairs = pair_scores(*_arrays(rows))
+    threshold = threshold_for_rate(pairs.impostor, 0.2)
+    spread = subject_bootstrap(pairs, threshold, draws=500)
+    far = np.mean(pairs.impostor >= threshold)
+    tar = np.mean(pairs.genuine >= threshold)
+    assert spread["far"][0] <= far <= spread["far"][1]
+    assert spread["tar"][0] <= tar <= spread["tar"][1]
+    assert spread["far"][1] > spread["far"][0]  # 8 subjects: the rate could move
+    # every pair accepted, or none: no draw of subjects can change that
+    assert subject_bootstrap(pairs, -2.0) == {"far": (1.0, 1.0), "tar": (1.0, 1.0)}
+    assert subject_bootstrap(pairs, 2.0) == {"far": (0.0, 0.0), "tar": (0.0, 0.0)}
