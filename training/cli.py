@@ -134,6 +134,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     export.set_defaults(run=_run_export)
 
+    recalibrate = commands.add_parser(
+        "calibrate",
+        help="new open-set thresholds for an exported model, measured on subjects it never "
+        "trained on (your own population); weights and version unchanged",
+    )
+    recalibrate.add_argument("model", type=Path, help="exported model (.onnx with its card)")
+    recalibrate.add_argument("--data", type=Path, required=True, help="pkl tree")
+    recalibrate.add_argument("--subjects", required=True, help="e.g. 051-074")
+    recalibrate.add_argument(
+        "--out", type=Path, default=None, help="write here instead of over MODEL"
+    )
+    recalibrate.add_argument(
+        "--far",
+        type=float,
+        action="append",
+        default=None,
+        help="false accept rate to calibrate at (repeatable; default 0.01 and 0.001)",
+    )
+    recalibrate.set_defaults(run=_run_calibrate)
+
     experiment = commands.add_parser(
         "experiment",
         help="a campaign of training runs from one base config, and its report",
@@ -236,6 +256,30 @@ def _run_eval(args: argparse.Namespace) -> int:
     print_results(outputs)
     if args.json:
         print(f"wrote {args.json} and its figures beside it")
+    return 0
+
+
+@_reports_errors
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from training.evaluation.open_set import DEFAULT_FARS
+    from training.recalibrate import recalibrate
+
+    card = recalibrate(
+        args.model, args.data, args.subjects, args.out, tuple(args.far or DEFAULT_FARS)
+    )
+    record = card.calibration
+    print(
+        f"wrote {args.out or args.model} ({card.version}): calibrated on {record.subjects} "
+        f"({record.subject_count} subjects, {record.genuine_pairs:,} genuine and "
+        f"{record.impostor_pairs:,} impostor pairs, across views)"
+    )
+    for t in card.thresholds:
+        low, high = t.far_interval
+        print(
+            f"  FAR {100 * t.far:g} %: score >= {t.score:.4f}, measured FAR "
+            f"{100 * t.measured_far:.2f} % (90 % over subjects: {100 * low:.2f}–{100 * high:.2f}"
+            f" %), TAR {100 * t.tar:.1f} %"
+        )
     return 0
 
 

@@ -133,10 +133,15 @@ def content_version(net: str, model_bytes: bytes) -> str:
     return f"{readable}-{hashlib.sha256(model_bytes).hexdigest()[:12]}"
 
 
-def _write_with_card(onnx_path: Path, out: Path, card: ModelCard) -> None:
+def write_with_card(onnx_path: Path, out: Path, card: ModelCard) -> None:
+    """``onnx_path`` with ``card`` in its metadata (replacing any card there) → ``out``, written
+    whole or not at all, and the card beside it."""
     import onnx
 
     model = onnx.load(str(onnx_path))
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, card.to_json()
     partial = out.with_name(out.name + ".partial")
@@ -421,7 +426,7 @@ def export_checkpoint(
                 thresholds=thresholds,
                 calibration=measured[variant].calibration,
             )
-        _write_with_card(main.fp32, out, cards["fp32"])
+        write_with_card(main.fp32, out, cards["fp32"])
         if int8:
-            _write_with_card(main.int8, int8_path(out), cards["int8"])
+            write_with_card(main.int8, int8_path(out), cards["int8"])
     return ExportResult(out, cards["fp32"], main.parity, cards.get("int8"))

@@ -21,15 +21,6 @@ from training.trainer import train
 pytestmark = [pytest.mark.casia, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def exported(training_tree, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export")
-    config = TrainConfig.model_validate(tiny_config(training_tree, out / "run", iterations=10))
-    checkpoint = train(config, progress=False)
-    result = export_checkpoint(checkpoint, out / "model.onnx", int8=True, progress=False)
-    return checkpoint, result
-
-
 @pytest.mark.parametrize("frames", [1, 7, 30, 120])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_engine_equals_pytorch(exported, training_tree, frames, batch):

@@ -1,0 +1,57 @@
+"""``gaitlab calibrate``: new thresholds for an exported model, measured on other subjects.
+
+A threshold keeps its false accept rate only on people like those it was measured on. Someone
+deploying a model on their own population re-measures it there: this embeds every sequence of
+the given subjects (a pkl tree in the CASIA-B layout, e.g. made by ``gaitlab data pretreat``)
+with the model itself, calibrates over the service's pairs (``training.calibration``) and writes
+the model again with the new thresholds and calibration record in its card. The weights, and so
+the model's version, do not change: a gallery embedded with it stays valid. Subjects the model
+trained on are refused (their impostor scores are lower than a stranger's).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from models.card import ModelCard
+from models.engine import EmbeddingEngine
+from training.calibration import calibrate
+from training.data.cache import SilhouetteCache
+from training.data.subjects import parse_subjects
+from training.evaluation.open_set import DEFAULT_FARS
+from training.export import ExportError, write_with_card
+
+
+def recalibrate(
+    model_path: Path,
+    data_root: Path,
+    subjects: str,
+    out: Path | None = None,
+    fars: tuple[float, ...] = DEFAULT_FARS,
+    progress: bool = True,
+) -> ModelCard:
+    """Calibrate ``model_path`` on ``subjects`` under ``data_root``; write it to ``out`` (default:
+    in place) with the new card, and return the card."""
+    engine = EmbeddingEngine(model_path, device="cpu", warmup=False)
+    if engine.card is None:
+        raise ExportError(f"{model_path} has no model card: export it with gaitlab export")
+    chosen = parse_subjects(subjects)
+    try:
+        trained_on = set(parse_subjects(engine.card.training.subjects))
+    except ValueError:  # not a CASIA-B subject range: nothing to compare with
+        trained_on = set()
+    if seen := sorted(trained_on & set(chosen)):
+        raise ExportError(
+            f"{len(seen)} of the calibration subjects (e.g. {seen[0]}) are ones the model "
+            f"trained on ({engine.card.training.subjects}): their scores would flatter it"
+        )
+    cache = SilhouetteCache.load(data_root, chosen, progress=progress)
+    if len(cache) == 0:
+        raise ExportError(f"no sequences for subjects {subjects} under {data_root}")
+    feats = engine.embed_many([cache.sequence(i) for i in range(len(cache))])
+    thresholds, record = calibrate(
+        feats, cache.subjects, cache.conditions, cache.views, subjects, fars
+    )
+    card = engine.card.model_copy(update={"thresholds": thresholds, "calibration": record})
+    write_with_card(model_path, out or model_path, card)
+    return card
