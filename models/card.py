@@ -46,7 +46,11 @@ class EmbeddingContract(_Strict):
 class Threshold(_Strict):
     """Accept a match when its score >= ``score``; measured on the calibration pairs."""
 
-    far: float = Field(description="target false accept rate")
+    far: float = Field(
+        description="target false accept rate, per pair: one probe clip against one gallery "
+        "sample (a subject with several samples, or a search of many subjects, accepts a "
+        "stranger more often)"
+    )
     score: float
     measured_far: float = Field(description="false accept rate at ``score`` on the pairs")
     tar: float = Field(description="true accept rate at ``score`` on the pairs")
@@ -65,6 +69,9 @@ class Threshold(_Strict):
         None, description="the same interval for the true accept rate"
     )
 
+
+DECISION_FAR = 0.01
+"""The false accept rate whose threshold the service decides with unless a request names one."""
 
 OWN_MEASUREMENT = "this model, on held-out subjects"
 OWN_WEIGHTS = "this model's own weights, on subjects it never trained on"

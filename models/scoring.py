@@ -21,7 +21,7 @@ def part_normalise(feats: np.ndarray) -> np.ndarray:
         raise ValueError(f"embeddings must be [n, c, p]; got shape {feats.shape}")
     n, _, p = feats.shape
     norms = np.linalg.norm(feats, axis=1, keepdims=True)  # [n, 1, p]
-    unit = feats / np.maximum(norms, _EPS) / np.sqrt(p)
+    unit = feats / np.maximum(norms, _EPS) / np.float32(np.sqrt(p))  # float32 throughout
     return np.ascontiguousarray(unit.reshape(n, -1))
 
 

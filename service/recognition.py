@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.card import DECISION_FAR
 from models.engine import EmbeddingEngine
 from models.scoring import part_normalise
 from models.silhouette import normalise_clip
@@ -35,9 +36,6 @@ from service.gallery.store import (
     encode_metadata,
 )
 from service.pictures import Kind, PictureCache
-
-DECISION_FAR = 0.01
-"""The model card's threshold used for accept/reject decisions unless one is given."""
 
 
 class TooFewFramesError(ClipError):

@@ -34,7 +34,7 @@ def thresholds_of(pairs: Pairs, fars: Sequence[float] = DEFAULT_FARS) -> list[Th
     sets = [name for name in verification.pairs if name != ALL]
     thresholds = []
     for point in verification.at_far:
-        spread = subject_bootstrap(pairs, point.threshold)
+        spread = point.spread or subject_bootstrap(pairs, point.threshold)
         thresholds.append(
             Threshold(
                 far=point.target,

@@ -150,7 +150,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         type=float,
         action="append",
         default=None,
-        help="false accept rate to calibrate at (repeatable; default 0.01 and 0.001)",
+        help="false accept rate to calibrate at (repeatable; default 0.01 and 0.001; 0.01, the "
+        "service's decision rate, is always included)",
     )
     recalibrate.set_defaults(run=_run_calibrate)
 

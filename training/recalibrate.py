@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.card import ModelCard
+from models.card import DECISION_FAR, ModelCard
 from models.engine import EmbeddingEngine
 from training.calibration import calibrate
 from training.data.cache import SilhouetteCache
@@ -31,7 +31,10 @@ def recalibrate(
     progress: bool = True,
 ) -> ModelCard:
     """Calibrate ``model_path`` on ``subjects`` under ``data_root``; write it to ``out`` (default:
-    in place) with the new card, and return the card."""
+    in place) with the new card, and return the card. The service's decision rate
+    (:data:`~models.card.DECISION_FAR`) is always among ``fars``: without its threshold every
+    request would have to bring one."""
+    fars = tuple(sorted({DECISION_FAR, *fars}, reverse=True))
     engine = EmbeddingEngine(model_path, device="cpu", warmup=False)
     if engine.card is None:
         raise ExportError(f"{model_path} has no model card: export it with gaitlab export")

@@ -38,9 +38,11 @@ def test_another_far_and_another_file(exported, training_tree, tmp_path):
     args = ["calibrate", str(result.path), "--data", str(training_tree)]
     assert main([*args, "--subjects", "065-066", "--far", "0.05", "--out", str(out)]) == 0
     card = EmbeddingEngine(out, device="cpu").card
-    assert [t.far for t in card.thresholds] == [0.05]
+    # the service's decision rate (1 %) is always kept: requests without a threshold need it
+    assert [t.far for t in card.thresholds] == [0.05, 0.01]
     assert card.thresholds[0].measured_far <= 0.05
-    assert card.thresholds[0].score < result.card.thresholds[0].score  # 5 % lets more in
+    assert card.thresholds[0].score < card.thresholds[1].score  # 5 % lets more in
+    assert card.thresholds[1] == result.card.thresholds[0]
     assert card.calibration.source == OWN_WEIGHTS
     assert (card.calibration.subjects, card.calibration.subject_count) == ("065-066", 2)
     assert EmbeddingEngine(result.path, device="cpu").card == result.card  # left alone

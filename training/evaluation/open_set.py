@@ -43,32 +43,70 @@ CURVE_FARS = np.logspace(-4, 0, 81)
 """FARs at which the curves (ROC, DET, DIR) are sampled: 20 points per decade."""
 
 
-def threshold_for_rate(negatives: np.ndarray, rate: float) -> float:
-    """The lowest threshold at which at most ``rate`` of ``negatives`` score at or above it.
+class Ranked:
+    """Scores sorted once, for many threshold and rate look-ups. In scores: float [k], no NaN.
 
-    In negatives: float [k], k ≥ 1. Scores tied at the boundary are all rejected, so the rate
-    reached may be below ``rate``; at ``rate`` 1 every score is accepted (``-inf``).
+    Thresholds are compared in the scores' own dtype, as ``scores >= threshold`` does with a
+    Python float (a float32 score one step below a threshold stays below it).
     """
-    if len(negatives) == 0:
-        raise ValueError("a threshold needs at least one negative score")
-    ranked = np.sort(np.asarray(negatives, dtype=np.float64))[::-1]  # highest first
-    allowed = math.floor(rate * len(ranked) + 1e-9)  # negatives that may be accepted
-    if allowed >= len(ranked):
-        return -math.inf
-    return float(np.nextafter(ranked[allowed], math.inf))
+
+    def __init__(self, scores: np.ndarray):
+        scores = np.asarray(scores)
+        if scores.dtype.kind != "f":
+            scores = scores.astype(np.float64)
+        if np.isnan(scores).any():
+            raise ValueError("scores must not be NaN (are the embeddings finite?)")
+        self.ascending = np.sort(scores)
+
+    def __len__(self) -> int:
+        return len(self.ascending)
+
+    def threshold_for_rate(self, rate: float) -> float:
+        """The lowest threshold at which at most ``rate`` of the scores are at or above it.
+
+        Scores tied at the boundary are all rejected, so the rate reached may be below
+        ``rate``; at ``rate`` 1 every score is accepted (``-inf``).
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"a rate lies in [0, 1], got {rate}")
+        count = len(self.ascending)
+        if count == 0:
+            raise ValueError("a threshold needs at least one negative score")
+        allowed = math.floor(rate * count + 1e-9)  # scores that may be accepted
+        if allowed >= count:
+            return -math.inf
+        boundary = self.ascending[count - 1 - allowed]  # the highest score to reject
+        return float(np.nextafter(boundary, np.array(np.inf, dtype=boundary.dtype)))
+
+    def share_accepted(self, threshold: float) -> float:
+        """Share of the scores at or above ``threshold`` (NaN when there are none)."""
+        count = len(self.ascending)
+        if count == 0:
+            return math.nan
+        limit = np.asarray(threshold).astype(self.ascending.dtype)
+        return float(count - np.searchsorted(self.ascending, limit, side="left")) / count
+
+
+def threshold_for_rate(negatives: np.ndarray, rate: float) -> float:
+    """:meth:`Ranked.threshold_for_rate` of ``negatives`` float [k], k ≥ 1."""
+    return Ranked(negatives).threshold_for_rate(rate)
 
 
 def accepted(scores: np.ndarray, threshold: float) -> float:
     """Share of ``scores`` at or above ``threshold`` (NaN when there are none)."""
-    return float(np.mean(scores >= threshold)) if len(scores) else math.nan
+    return Ranked(scores).share_accepted(threshold)
 
 
-def _set_of(conditions: np.ndarray) -> np.ndarray:
-    """The probe set name (``NM``/``BG``/``CL``) of each probe condition → str [n]."""
-    names = np.full(len(conditions), "", dtype=object)
-    for name, set_conditions in PROBE_SETS.items():
-        names[np.isin(conditions, set_conditions)] = name
-    return names.astype(str)
+SET_NAMES: tuple[str, ...] = tuple(PROBE_SETS)
+"""Probe set codes: ``SET_NAMES[code]`` is the set's name (``NM``, ``BG``, ``CL``)."""
+
+
+def _set_codes(conditions: np.ndarray) -> np.ndarray:
+    """The probe set of each probe condition, as an index into :data:`SET_NAMES` → int8 [n]."""
+    codes = np.full(len(conditions), -1, dtype=np.int8)
+    for code, set_conditions in enumerate(PROBE_SETS.values()):
+        codes[np.isin(conditions, set_conditions)] = code
+    return codes
 
 
 # --- verification ----------------------------------------------------------------------------
@@ -76,8 +114,9 @@ def _set_of(conditions: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Pairs:
-    """Verification scores. genuine, impostor: float [k]; genuine_set, impostor_set: str [k], the
-    probe set of each pair; subjects: how many subjects the pairs come from."""
+    """Verification scores. genuine, impostor: float [k]; genuine_set, impostor_set: int8 [k],
+    the probe set of each pair (an index into :data:`SET_NAMES`); subjects: how many subjects
+    the pairs come from."""
 
     genuine: np.ndarray
     impostor: np.ndarray
@@ -91,7 +130,8 @@ class Pairs:
         """(genuine, impostor) scores of one probe set, or of all of them (``ALL``)."""
         if name == ALL:
             return self.genuine, self.impostor
-        return self.genuine[self.genuine_set == name], self.impostor[self.impostor_set == name]
+        code = SET_NAMES.index(name)
+        return self.genuine[self.genuine_set == code], self.impostor[self.impostor_set == code]
 
 
 def pair_scores(
@@ -113,7 +153,7 @@ def pair_scores(
     counted = np.ones_like(same)
     if cross_view:
         counted = views[probes][:, None] != views[gallery][None, :]
-    probe_set = np.broadcast_to(_set_of(conditions[probes])[:, None], scores.shape)
+    probe_set = np.broadcast_to(_set_codes(conditions[probes])[:, None], scores.shape)
     genuine, impostor = same & counted, ~same & counted
     people, index = np.unique(subjects, return_inverse=True)
     probe_of = np.broadcast_to(index[probes][:, None], scores.shape)
@@ -130,23 +170,31 @@ def pair_scores(
 
 
 def subject_bootstrap(
-    pairs: Pairs, threshold: float, draws: int = 1000, level: float = 0.9, seed: int = 0
+    pairs: Pairs,
+    threshold: float,
+    draws: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+    weights: np.ndarray | None = None,
 ) -> dict[str, tuple[float, float]]:
     """How far FAR and TAR at ``threshold`` could move on another set of as many subjects.
 
     Subjects are drawn with replacement (pairs belong to subjects, not to themselves: resampling
     pairs would understate the spread); each draw's rates count every pair of the drawn subjects
     as often as both were drawn. Returns ``{"far": (low, high), "tar": (low, high)}``, the
-    central ``level`` interval over ``draws`` draws.
+    central ``level`` interval over ``draws`` draws. ``weights``: int [draws, subjects], how often
+    each subject was drawn in each draw (default: drawn here).
     """
     n = pairs.subjects
-    hits = pairs.impostor >= threshold
+    limit = np.asarray(threshold).astype(pairs.impostor.dtype)
+    hits = pairs.impostor >= limit
     cell = pairs.impostor_subjects[:, 0] * n + pairs.impostor_subjects[:, 1]
     impostors = np.bincount(cell, minlength=n * n).reshape(n, n).astype(np.float64)
     accepted_ = np.bincount(cell, weights=hits, minlength=n * n).reshape(n, n)
     genuine = np.bincount(pairs.genuine_subject, minlength=n).astype(np.float64)
-    true_hits = np.bincount(pairs.genuine_subject, weights=pairs.genuine >= threshold, minlength=n)
-    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=draws)
+    true_hits = np.bincount(pairs.genuine_subject, weights=pairs.genuine >= limit, minlength=n)
+    if weights is None:
+        weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=draws)
     with np.errstate(invalid="ignore", divide="ignore"):
         far = np.einsum("bi,ij,bj->b", weights, accepted_, weights) / np.einsum(
             "bi,ij,bj->b", weights, impostors, weights
@@ -154,7 +202,11 @@ def subject_bootstrap(
         tar = (weights @ true_hits) / (weights @ genuine)
     tail = 100 * (1 - level) / 2
     return {
-        name: tuple(float(v) for v in np.nanpercentile(rates, [tail, 100 - tail]))
+        name: (
+            tuple(float(v) for v in np.nanpercentile(rates, [tail, 100 - tail]))
+            if np.isfinite(rates).any()
+            else (math.nan, math.nan)  # no draw had a pair of this kind
+        )
         for name, rates in (("far", far), ("tar", tar))
     }
 
@@ -188,7 +240,11 @@ class OperatingPoint:
             "threshold": _finite(self.threshold),
             "false_rate": {k: _finite(v) for k, v in self.false_rate.items()},
             "true_rate": {k: _finite(v) for k, v in self.true_rate.items()},
-            "spread_90": self.spread,
+            "spread_90": (
+                {k: [_finite(v) for v in pair] for k, pair in self.spread.items()}
+                if self.spread
+                else None
+            ),
         }
 
 
@@ -221,15 +277,23 @@ class Verification:
         }
 
 
-def _verification_point(pairs: Pairs, names, threshold, target=None, label="") -> OperatingPoint:
-    far, tar = {}, {}
-    for name in names:
-        genuine, impostor = pairs.of(name)
-        far[name], tar[name] = accepted(impostor, threshold), accepted(genuine, threshold)
-    spread = None
-    if ALL in names and pairs.impostor_subjects is not None:
-        spread = subject_bootstrap(pairs, threshold)
-    return OperatingPoint(threshold, far, tar, target, label, spread)
+class _RankedPairs:
+    """Each probe set's genuine and impostor scores, sorted once."""
+
+    def __init__(self, pairs: Pairs, names: list[str]):
+        self.pairs = pairs
+        self.ranked = {name: tuple(map(Ranked, pairs.of(name))) for name in names}
+
+    def point(self, names, threshold, target=None, label="") -> OperatingPoint:
+        far, tar = {}, {}
+        for name in names:
+            genuine, impostor = self.ranked[name]
+            far[name] = impostor.share_accepted(threshold)
+            tar[name] = genuine.share_accepted(threshold)
+        spread = None
+        if ALL in names and self.pairs.impostor_subjects is not None:
+            spread = subject_bootstrap(self.pairs, threshold)
+        return OperatingPoint(threshold, far, tar, target, label, spread)
 
 
 def verify_pairs(
@@ -241,28 +305,24 @@ def verify_pairs(
     names = [name for name in (ALL, *PROBE_SETS) if all(len(s) for s in pairs.of(name))]
     if ALL not in names:
         raise ValueError("verification needs both genuine and impostor pairs")
+    ranked = _RankedPairs(pairs, names)
     counts = {}
     for name in names:
-        genuine, impostor = pairs.of(name)
+        genuine, impostor = ranked.ranked[name]
         counts[name] = {"genuine": len(genuine), "impostor": len(impostor)}
-    at_far = [
-        _verification_point(pairs, names, threshold_for_rate(pairs.impostor, far), far)
-        for far in fars
-    ]
+    everything = ranked.ranked[ALL][1]
+    at_far = [ranked.point(names, everything.threshold_for_rate(far), far) for far in fars]
     own, eer, curve = {}, {}, {}
     for name in names:
-        genuine, impostor = pairs.of(name)
-        own[name] = [
-            _verification_point(pairs, [name], threshold_for_rate(impostor, far), far)
-            for far in fars
-        ]
-        eer[name] = equal_error_rate(genuine, impostor)
-        thresholds = [threshold_for_rate(impostor, far) for far in CURVE_FARS]
+        genuine, impostor = ranked.ranked[name]
+        own[name] = [ranked.point([name], impostor.threshold_for_rate(far), far) for far in fars]
+        eer[name] = equal_error_rate(*pairs.of(name))
+        thresholds = [impostor.threshold_for_rate(far) for far in CURVE_FARS]
         curve[name] = (
-            [accepted(impostor, t) for t in thresholds],
-            [accepted(genuine, t) for t in thresholds],
+            [impostor.share_accepted(t) for t in thresholds],
+            [genuine.share_accepted(t) for t in thresholds],
         )
-    points = [_verification_point(pairs, names, t, label=label) for label, t in given]
+    points = [ranked.point(names, t, label=label) for label, t in given]
     return Verification(pairs.subjects, counts, at_far, own, eer, points, curve)
 
 
@@ -275,7 +335,8 @@ class Searches:
 
     top: float [k], the best score (-inf when the gallery held nothing of another view);
     correct: bool [k], whether the best sequence is the probe's subject; mated: bool [k], whether
-    the probe's subject is enrolled; probe_set: str [k]; split: int [k].
+    the probe's subject has walks in the gallery; probe_set: int8 [k] (an index into
+    :data:`SET_NAMES`); split: int [k].
     """
 
     top: np.ndarray
@@ -292,7 +353,7 @@ class Searches:
         if split is not None:
             keep &= self.split == split
         if name != ALL:
-            keep &= self.probe_set == name
+            keep &= self.probe_set == SET_NAMES.index(name)
         return keep
 
 
@@ -331,7 +392,7 @@ def search_splits(
     if cross_view:
         scores[views[probes][:, None] == views[gallery][None, :]] = -np.inf
     probe_subjects, gallery_subjects = subjects[probes], subjects[gallery]
-    probe_set = _set_of(conditions[probes])
+    probe_set = _set_codes(conditions[probes])
     top, correct, mated, split_of = [], [], [], []
     for split, impostors in enumerate(impostor_sets):
         enrolled = ~np.isin(gallery_subjects, impostors)  # [g]
@@ -339,7 +400,8 @@ def search_splits(
         best = in_gallery.argmax(axis=1)
         top.append(in_gallery[np.arange(len(best)), best])
         correct.append(gallery_subjects[best] == probe_subjects)
-        mated.append(~np.isin(probe_subjects, impostors))
+        # a probe is mated when its subject has walks in the gallery (of any view)
+        mated.append(np.isin(probe_subjects, gallery_subjects[enrolled]))
         split_of.append(np.full(len(best), split))
     return Searches(
         top=np.concatenate(top),
@@ -405,26 +467,32 @@ def identify_open_set(
     fpirs: Sequence[float] = DEFAULT_FARS,
     given: Sequence[tuple[str, float]] = (),
 ) -> Identification:
-    """Open-set identification figures of ``searches``; ``given``: (label, threshold) points."""
+    """Open-set identification figures of ``searches``; ``given``: (label, threshold) points.
+
+    At each FPIR the threshold is chosen in each split on that split's impostor probes (a split
+    without any is left out) and the figures are means over the splits; the threshold reported
+    is the mean of the splits' thresholds.
+    """
     names = [ALL, *(n for n in PROBE_SETS if (searches.where(None, n) & searches.mated).any())]
     if not (~searches.mated).any() or not searches.mated.any():
         raise ValueError("open-set identification needs enrolled and impostor probes")
     splits = int(searches.split.max()) + 1
+    usable = [split for split in range(splits) if (searches.where(split) & ~searches.mated).any()]
     at_fpir = []
     for fpir in fpirs:
         per_split = []
-        for split in range(splits):
-            keep = searches.where(split)
-            threshold = threshold_for_rate(searches.top[keep & ~searches.mated], fpir)
+        for split in usable:
+            non_mated = searches.top[searches.where(split) & ~searches.mated]
+            threshold = threshold_for_rate(non_mated, fpir)
             per_split.append(
                 {name: _rates(searches, searches.where(split, name), threshold) for name in names}
                 | {"threshold": threshold}
             )
         at_fpir.append(
             OperatingPoint(
-                threshold=float(np.mean([s["threshold"] for s in per_split])),
-                false_rate={n: float(np.mean([s[n][0] for s in per_split])) for n in names},
-                true_rate={n: float(np.mean([s[n][1] for s in per_split])) for n in names},
+                threshold=_mean([s["threshold"] for s in per_split]),
+                false_rate={n: _mean([s[n][0] for s in per_split]) for n in names},
+                true_rate={n: _mean([s[n][1] for s in per_split]) for n in names},
                 target=fpir,
             )
         )
@@ -439,16 +507,22 @@ def identify_open_set(
         }
         rank1[name] = float(searches.correct[keep & searches.mated].mean())
     # one threshold for every set: each set's DIR against the FPIR of all impostor probes
-    non_mated = searches.top[~searches.mated]
-    thresholds = [threshold_for_rate(non_mated, f) for f in CURVE_FARS]
-    fpir = [accepted(non_mated, t) for t in thresholds]
+    non_mated = Ranked(searches.top[~searches.mated])
+    thresholds = [non_mated.threshold_for_rate(f) for f in CURVE_FARS]
+    fpir = [non_mated.share_accepted(t) for t in thresholds]
     for name in names:
         keep = searches.where(None, name)
         curve[name] = (fpir, [_rates(searches, keep, t)[1] for t in thresholds])
     points = [_identification_point(searches, names, t, label=label) for label, t in given]
     return Identification(
-        searches.enrolled, searches.impostors, splits, probes, at_fpir, rank1, points, curve
+        searches.enrolled, searches.impostors, len(usable), probes, at_fpir, rank1, points, curve
     )
+
+
+def _mean(values: list[float]) -> float:
+    """Mean of the finite values (NaN when there are none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 # --- both ------------------------------------------------------------------------------------

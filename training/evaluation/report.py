@@ -188,7 +188,7 @@ def format_open_set(result) -> str:
         f"open-set identification: {identification.enrolled} subjects enrolled, "
         f"{identification.impostors} held out as impostors, {identification.splits} random "
         f"splits; per split {probes['mated']:,} enrolled and {probes['non_mated']:,} impostor "
-        "probes",
+        "probes; thresholds at an FPIR are means over the splits",
         header.format("FPIR"),
         *_point_rows(identification.at_fpir, id_names, lambda t: f"at FPIR {100 * t:g} %"),
         *_point_rows(identification.given, id_names, str),

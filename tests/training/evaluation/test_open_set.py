@@ -10,6 +10,8 @@ import pytest
 
 from training.evaluation.open_set import (
     ALL,
+    SET_NAMES,
+    accepted,
     equal_error_rate,
     evaluate_open_set,
     identify_open_set,
@@ -65,6 +67,19 @@ def test_threshold_for_rate_accepts_at_most_the_rate():
     assert np.mean(np.array([0.5, 0.5, 0.2]) >= threshold_for_rate([0.5, 0.5, 0.2], 0.34)) == 0
     with pytest.raises(ValueError, match="negative"):
         threshold_for_rate(np.array([]), 0.1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        threshold_for_rate(negatives, -0.1)
+    with pytest.raises(ValueError, match="NaN"):
+        threshold_for_rate(np.array([0.5, np.nan]), 0.1)
+
+
+def test_float32_scores_keep_their_ties_out():
+    # the boundary tie must be rejected whole in float32 too (a float64 step above a float32
+    # score would round back onto it)
+    scores = np.array([0.9, 0.5, 0.5, 0.2], dtype=np.float32)
+    threshold = threshold_for_rate(scores, 0.25)
+    assert np.mean(scores >= threshold) == 0.25
+    assert accepted(scores, threshold) == 0.25
 
 
 def test_equal_error_rate_of_a_hand_case():
@@ -77,16 +92,16 @@ def test_equal_error_rate_of_a_hand_case():
 def test_pairs_are_cross_view_by_default(verification_case):
     pairs = pair_scores(*verification_case)
     assert pairs.subjects == 2
-    assert sorted(zip(pairs.genuine_set, pairs.genuine.round(3).tolist(), strict=True)) == [
+    genuine = [SET_NAMES[code] for code in pairs.genuine_set]
+    impostor = [SET_NAMES[code] for code in pairs.impostor_set]
+    assert sorted(zip(genuine, pairs.genuine.round(3).tolist(), strict=True)) == [
         ("BG", 1.0),
         ("CL", 0.5),
         ("NM", 1.0),
     ]
-    assert sorted(zip(pairs.impostor_set, pairs.impostor.round(3).tolist(), strict=True)) == [
-        ("BG", 0.0),
-        ("CL", 0.866),
-        ("NM", 0.0),
-    ]
+    found = sorted(zip(impostor, pairs.impostor.tolist(), strict=True))
+    assert [name for name, _ in found] == ["BG", "CL", "NM"]
+    assert [score for _, score in found] == pytest.approx([0.0, 0.866, 0.0], abs=1e-3)
     with_same_view = pair_scores(*verification_case, cross_view=False)
     assert (len(with_same_view.genuine), len(with_same_view.impostor)) == (6, 6)
 
@@ -132,6 +147,8 @@ IDENTIFICATION_ROWS = [
 def test_open_set_identification_with_a_held_out_impostor():
     searches = search_splits(*_arrays(IDENTIFICATION_ROWS), impostor_sets=[["C"]])
     assert (searches.enrolled, searches.impostors) == (2, 1)
+    # C is out of the gallery: its probes meet only A and B (0.0 and 0.8; with C in, 0.6 and 0.8)
+    assert sorted(searches.top[~searches.mated].tolist()) == pytest.approx([0.0, 0.8])
     result = identify_open_set(searches, fpirs=(0.5, 0.1), given=[("0.9", 0.9), ("any", -1.0)])
     assert result.probes[ALL] == {"mated": 3, "non_mated": 2}
     assert result.rank1 == pytest.approx({ALL: 2 / 3, "NM": 1.0, "BG": 0.0, "CL": 1.0})
@@ -146,6 +163,31 @@ def test_open_set_identification_with_a_held_out_impostor():
     assert (strict.false_rate[ALL], strict.true_rate[ALL]) == (0.0, pytest.approx(1 / 3))
     # with no threshold every impostor is someone and DIR is the rank-1 rate
     assert (anything.false_rate[ALL], anything.true_rate[ALL]) == (1.0, pytest.approx(2 / 3))
+
+
+def test_figures_are_means_over_the_splits():
+    # split 1 holds C out (as above); split 2 holds B out:
+    #   mated A nm-05 → A 1.0 (right), A bg-01 → A 0.6 (right, B gone), C nm-05 → C 0.6 (right),
+    #   C cl-01 → A 0.8 (wrong); impostor B cl-01 → A 0.6
+    searches = search_splits(*_arrays(IDENTIFICATION_ROWS), impostor_sets=[["C"], ["B"]])
+    result = identify_open_set(searches, fpirs=(0.1,), given=[("any", -1.0)])
+    assert result.splits == 2
+    (point,) = result.at_fpir
+    # split 1: threshold above 0.8, DIR 1/3; split 2: threshold above 0.6, DIR 1/4 (A's 1.0, and
+    # A's 0.8 is C's probe named wrong)
+    assert point.false_rate[ALL] == 0.0
+    assert point.true_rate[ALL] == pytest.approx((1 / 3 + 1 / 4) / 2)
+    assert point.threshold == pytest.approx((0.8 + 0.6) / 2, abs=1e-6)
+    # the given point pools both splits: 2 + 3 right of 3 + 4 mated probes
+    assert result.given[0].true_rate[ALL] == pytest.approx(5 / 7)
+
+
+def test_a_split_without_impostor_probes_is_left_out():
+    rows = [*IDENTIFICATION_ROWS, ("D", "nm-01", "036", (0.0, 0.0, 0.0, -1.0))]  # gallery only
+    searches = search_splits(*_arrays(rows), impostor_sets=[["C"], ["D"]])
+    result = identify_open_set(searches, fpirs=(0.5,))
+    assert result.splits == 1
+    assert result.at_fpir[0].true_rate[ALL] == pytest.approx(2 / 3)
 
 
 def test_random_splits_hold_out_the_share_asked_and_average():
@@ -206,3 +248,15 @@ def test_subject_bootstrap_brackets_the_rates_and_collapses_when_they_cannot_mov
     # every pair accepted, or none: no draw of subjects can change that
     assert subject_bootstrap(pairs, -2.0) == {"far": (1.0, 1.0), "tar": (1.0, 1.0)}
     assert subject_bootstrap(pairs, 2.0) == {"far": (0.0, 0.0), "tar": (0.0, 0.0)}
+
+
+def test_a_bootstrap_draw_counts_pairs_as_often_as_both_subjects_were_drawn(verification_case):
+    # A drawn twice, B once: impostor pairs A→B (NM 0.0, CL 0.866) count 2·1 = 2 times each,
+    # B→A (BG 0.0) 1·2 = 2 times; genuine pairs of A (NM 1.0, CL 0.5) twice, of B (BG 1.0) once
+    pairs = pair_scores(*verification_case)
+    draw = np.array([[2, 1], [2, 1]])
+    spread = subject_bootstrap(pairs, 0.6, weights=draw)
+    assert spread["far"] == pytest.approx((2 / 6, 2 / 6))  # only CL's 0.866 passes 0.6
+    assert spread["tar"] == pytest.approx((3 / 5, 3 / 5))  # A: 1 of 2 pairs, twice; B: 1 of 1
+    spread = subject_bootstrap(pairs, 0.6, weights=np.array([[0, 3], [0, 3]]))
+    assert spread["tar"] == pytest.approx((1.0, 1.0))  # B alone: no impostor pair at all
