@@ -37,6 +37,8 @@ class RunSummary:
     iterations_done: int
     validation: str  # the validation subjects, e.g. "051-074 (24 subjects)"
     seconds_per_iteration: float | None
+    training_seconds: float = 0.0  # in training steps so far
+    threads: int | None = None  # torch CPU threads of the run (None: torch's choice)
     best: dict[str, float] = field(default_factory=dict)
     final: dict[str, float] = field(default_factory=dict)
     final_all_frames: bool = False  # the final point used every frame (the protocol)
@@ -73,6 +75,8 @@ def summarise_run(name: str, run_dir: Path, config: dict, overrides: dict) -> Ru
         iterations_done=done,
         validation=_validation_label(config["data"].get("val_subjects")),
         seconds_per_iteration=round(train[-1]["elapsed_s"] / done, 4) if done else None,
+        training_seconds=round(train[-1]["elapsed_s"], 1) if done else 0.0,
+        threads=config["run"].get("threads"),
     )
     summary.curves = {
         "train": {
@@ -202,6 +206,17 @@ def markdown_table(runs: list[RunSummary]) -> str:
     return "\n".join(lines)
 
 
+def _time_spent(runs: list[RunSummary]) -> str:
+    """Training time so far, and the CPU time it stands for (threads × time: an upper bound)."""
+    hours = sum(run.training_seconds for run in runs) / 3600
+    text = f"Training steps so far: {hours:.1f} h"
+    if all(run.threads for run in runs):
+        cpu = sum(run.training_seconds * run.threads for run in runs) / 3600
+        threads = "/".join(sorted({str(run.threads) for run in runs}))
+        text += f", {cpu:.1f} CPU-hours at most (threads per run: {threads})"
+    return text + "."
+
+
 def build_report(out_dir: str | Path) -> Path:
     """Write the figures, ``report.md`` and ``report.json`` into ``out_dir``; returns report.md."""
     out_dir = Path(out_dir)
@@ -236,7 +251,7 @@ def build_report(out_dir: str | Path) -> Path:
         "final figures use every frame (stars in the figures). Training time counts training "
         "steps only, on a machine that may have been doing other work.",
         "",
-        f"Runs finished: {finished} of {len(runs)}.",
+        f"Runs finished: {finished} of {len(runs)}. {_time_spent(list(runs.values()))}",
         "",
         markdown_table(list(runs.values())),
         "",

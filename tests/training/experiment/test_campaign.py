@@ -107,7 +107,16 @@ def test_an_interrupted_campaign_resumes_and_reports(experiment_file, tmp_path, 
         assert run["best"]["CL"] == max(run["curves"]["val"]["CL"][:3])  # over the curve
         assert run["reach_nm_iteration"] in (2, 4, 6)
         assert run["seconds_per_iteration"] > 0
+        assert run["training_seconds"] == pytest.approx(
+            run["seconds_per_iteration"] * ITERATIONS, abs=0.1
+        )
+        assert run["threads"] == 1
         assert run["validation"] == "065-066 (2 subjects)"
+    total = sum(run["training_seconds"] for run in report["runs"].values()) / 3600
+    assert (
+        f"Training steps so far: {total:.1f} h, {total:.1f} CPU-hours at most"
+        in (out / "report.md").read_text()
+    )
     (comparison,) = report["comparisons"]
     assert (out / comparison["figure"]).stat().st_size > 20_000
     table = (out / "report.md").read_text()
