@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from training.config import ConfigError
+from training.data.subjects import parse_subjects
 from training.experiment.spec import load_experiment
 
 REPO = Path(__file__).resolve().parents[3]
@@ -87,3 +88,23 @@ def test_the_seed_campaign_file_is_valid():
     }
     arms = {(c.model.name, c.model.options.get("branches")) for c in configs.values()}
     assert arms == {("baseline", None), ("convlstm_fusion", None), ("convlstm_fusion", "lstm")}
+
+
+def test_the_default_model_campaign_never_trains_on_its_validation_subjects():
+    experiment = load_experiment(REPO / "configs" / "experiments" / "default_model.yaml")
+    configs = {n: experiment.config(n, Path("out")) for n in experiment.run_names}
+    assert set(configs) == {"old_recipe", "subjects_026", "new_default"}
+    for config in configs.values():
+        assert config.data.val_subjects == "051-074"  # 24 subjects, for figures and thresholds
+        trained = set(parse_subjects(config.data.train_subjects))
+        assert not trained & set(parse_subjects("051-074"))
+    # the subjects run repeats seed's fused_lr0.05_s0 on half the subjects, nothing else
+    seed = load_experiment(REPO / "configs" / "experiments" / "seed.yaml")
+    reference = seed.config("fused_lr0.05_s0", Path("out")).model_dump()
+    half = configs["subjects_026"].model_dump()
+    assert half["data"].pop("train_subjects") == "001-026"
+    assert reference["data"].pop("train_subjects") == "001-050"
+    for config in (half, reference):
+        config.pop("name")
+        config["run"].pop("out_dir")
+    assert half == reference
