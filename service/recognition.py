@@ -220,11 +220,13 @@ class Recognizer:
             self.active = ActiveModel(engine, self._build_index(engine))
             self.store.drop_embeddings_except(engine.version)
 
-    def switch(self, engine: EmbeddingEngine) -> None:
+    def switch(self, engine: EmbeddingEngine, rebuild: bool = False) -> None:
         """Follow an activation made elsewhere (another replica): swap to ``engine`` and the
-        index of its embeddings, complete in the store since the activation committed."""
+        index of its embeddings, complete in the store since the activation committed.
+        ``rebuild``: build the index afresh from the store even for the same model (a follower
+        that missed changes)."""
         with self.write_lock:
-            if engine.version != self.active.version:
+            if rebuild or engine.version != self.active.version:
                 self.active = ActiveModel(engine, self._build_index(engine))
 
     def threshold(self, override: float | None = None, active: ActiveModel | None = None) -> float:

@@ -6,6 +6,8 @@ the database (LISTEN/NOTIFY on PostgreSQL) or, failing that, every ``poll_s`` se
 is idempotent (an index add skips samples it has, a remove of a missing sample does nothing),
 so a replica's own writes — already in its index when they are answered — and a change seen
 twice do no harm. ``lag_s`` is the time from a change's commit to its application here.
+The log keeps a week of changes (``GalleryStore.change_retention_s``); a replica that falls
+further behind than that rebuilds its index from the store.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class ChangeFollower:
         self.poll_s = poll_s
         self.lag_s: float | None = None  # of the last change applied
         self.applied = 0
+        self.rebuilds = 0  # times the log had been pruned past this follower's position
         self.failing_since: float | None = None  # set while catching up keeps failing
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -50,11 +53,14 @@ class ChangeFollower:
 
     def catch_up(self) -> int:
         """Apply every change logged since ``position``, in order; returns how many. A change
-        that cannot be applied stops here (and is tried again): none is ever skipped."""
+        that cannot be applied stops here (and is tried again): none is ever skipped. A follower
+        so far behind that the log no longer holds what it missed rebuilds its index instead."""
         store = self.recognizer.store
         count = 0
         with self._lock:
             try:
+                if store.first_change_position() > self.position + 1:
+                    self._rebuild()
                 while changes := store.changes_since(self.position):
                     for change in changes:
                         self._apply(change)
@@ -69,6 +75,23 @@ class ChangeFollower:
                 self.applied += count
             self.failing_since = None
         return count
+
+    def _rebuild(self) -> None:
+        """Changes after ``position`` may have been pruned: take the store's state as it is now
+        (its active model, every sample's embedding) and follow the log from there."""
+        store = self.recognizer.store
+        position = store.change_position()  # before the build: nothing after it is missed
+        version = store.active_model_version() or self.recognizer.active.version
+        engine = self.recognizer.active.engine
+        if version != engine.version:
+            engine = self.load(version)
+        log.warning(
+            "the change log no longer holds every change since %d: rebuilding the index",
+            self.position,
+        )
+        self.recognizer.switch(engine, rebuild=True)
+        self.position = position
+        self.rebuilds += 1
 
     def lag_now(self) -> float | None:
         """The lag to report: of the last change applied, or how long catching up has failed."""

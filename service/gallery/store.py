@@ -75,6 +75,11 @@ class GalleryStore(ABC):
     """Thread-safe access to one gallery. SQL here uses ``?`` placeholders; a backend adapts."""
 
     description: str  # where the gallery is, for logs and messages
+    change_retention_s: float = 7 * 24 * 3600.0
+    """How long the change log keeps a change. Replicas follow the log within seconds; one that
+    falls further behind rebuilds its index from the store. The newest change is always kept."""
+    prune_every_s: float = 60.0  # the log is pruned by a write at most this often
+    _pruned_at: float = 0.0
 
     # --- what a backend supplies
     @abstractmethod
@@ -99,11 +104,19 @@ class GalleryStore(ABC):
         time.sleep(timeout)
 
     def _log(self, db: Any, kind: str, sample_ids: list[int], model_version: str | None) -> None:
-        """Append to the change log, inside the write's own transaction."""
+        """Append to the change log, inside the write's own transaction; now and then, drop
+        changes older than ``change_retention_s`` (all but the newest)."""
+        now = time.time()
         db.execute(
             "INSERT INTO changes (kind, sample_ids, model_version, at) VALUES (?, ?, ?, ?)",
-            (kind, json.dumps([int(i) for i in sample_ids]), model_version, time.time()),
+            (kind, json.dumps([int(i) for i in sample_ids]), model_version, now),
         )
+        if now - self._pruned_at >= self.prune_every_s:
+            self._pruned_at = now
+            db.execute(
+                "DELETE FROM changes WHERE at < ? AND id < (SELECT MAX(id) FROM changes)",
+                (now - self.change_retention_s,),
+            )
 
     @property
     @abstractmethod
@@ -366,6 +379,11 @@ class GalleryStore(ABC):
     def change_position(self) -> int:
         """The id of the last change logged (0 when none)."""
         return int(self._read("SELECT COALESCE(MAX(id), 0) FROM changes")[0][0])
+
+    def first_change_position(self) -> int:
+        """The id of the oldest change still logged (0 when none): a follower at a position
+        below it minus one may have missed pruned changes."""
+        return int(self._read("SELECT COALESCE(MIN(id), 0) FROM changes")[0][0])
 
     def changes_since(self, position: int, limit: int = 1000) -> list[Change]:
         """Changes logged after ``position``, oldest first (at most ``limit``)."""

@@ -324,6 +324,23 @@ def test_every_write_is_logged_in_commit_order(store):
     assert found.sample_ids.tolist() == [c.id]  # a was deleted; 999 never existed
 
 
+def test_the_change_log_keeps_its_retention_and_always_the_newest_change(store):
+    vector = np.zeros(4, np.float32)
+    for subject in "abc":  # within the retention (a week by default): all kept
+        store.add_sample(subject, clip(3), vector, "v1")
+    assert len(store.changes_since(0)) == 3
+    assert store.first_change_position() == store.changes_since(0)[0].id
+    store.change_retention_s, store.prune_every_s = 0.0, 0.0  # everything older is due
+    last = store.add_sample("d", clip(3), vector, "v1")
+    (kept,) = store.changes_since(0)  # the writes before it are gone, the newest stays
+    assert (kept.kind, kept.sample_ids) == ("enroll", [last.id])
+    assert store.first_change_position() == store.change_position() == kept.id
+    store.delete_sample("d", last.id)
+    (newest,) = store.changes_since(0)
+    assert newest.kind == "delete"
+    assert newest.id > kept.id
+
+
 def test_one_refresh_at_a_time_across_postgres_replicas(postgres_url):
     first, second = open_store(postgres_url), open_store(postgres_url)
     assert first.try_refresh_lock()
