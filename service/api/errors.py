@@ -71,28 +71,36 @@ async def send_error(send: Send, error: ServiceError) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def install_error_handlers(app: FastAPI, count=lambda code: None) -> None:
-    """``count(code)`` is called for every error answer (the metrics)."""
+BODY_CUT = "gaitlab.body_cut"
+"""Scope key the request gate sets when it cuts a body: it answers (and counts) that request
+itself, so whatever the app makes of the cut body is neither sent nor counted."""
 
-    def answer(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
-        count(code)
+
+def install_error_handlers(app: FastAPI, count=lambda code: None) -> None:
+    """``count(code)`` is called for every error answer that is sent (the metrics)."""
+
+    def answer(
+        request: Request, status: int, code: str, detail: str, headers: dict | None = None
+    ) -> JSONResponse:
+        if not request.scope.get(BODY_CUT):
+            count(code)
         return JSONResponse(status_code=status, content=body(code, detail), headers=headers)
 
     async def service_error(request: Request, error: ServiceError) -> JSONResponse:
-        return answer(error.status, error.code, error.detail, error.headers or None)
+        return answer(request, error.status, error.code, error.detail, error.headers or None)
 
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        return answer(422, "invalid_request", problems)
+        return answer(request, 422, "invalid_request", problems)
 
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         detail = error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
         code = HTTP_CODES.get(error.status_code, f"http_{error.status_code}")
-        return answer(error.status_code, code, detail, error.headers)
+        return answer(request, error.status_code, code, detail, error.headers)
 
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error", extra={"path": request.url.path[:256]})
-        return answer(500, "internal", "an internal error; it has been logged")
+        return answer(request, 500, "internal", "an internal error; it has been logged")
 
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, invalid_request)

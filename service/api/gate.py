@@ -28,7 +28,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.auth import PASSED, authenticate
-from service.api.errors import send_error
+from service.api.errors import BODY_CUT, send_error
 from service.errors import ServiceError
 from service.settings import Settings
 
@@ -110,8 +110,15 @@ class BodyGuard:
     """``receive`` with the body's byte budget and deadlines; takes the request's slot (if it
     needs one) when the body is complete; remembers why it cut a body."""
 
-    def __init__(self, receive: Receive, limit: int, settings: Settings, slots: Slots | None):
-        self.receive, self.limit, self.settings = receive, limit, settings
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        limit: int,
+        settings: Settings,
+        slots: Slots | None,
+    ):
+        self.scope, self.receive, self.limit, self.settings = scope, receive, limit, settings
         self.slots = slots  # None: the route runs no model
         self.holds_slot = False
         self.received = 0
@@ -121,6 +128,7 @@ class BodyGuard:
 
     def _fail(self, error: RequestRefusedError) -> RequestRefusedError:
         self.failure = error
+        self.scope[BODY_CUT] = True  # the app's answer to the cut body is not counted
         return error
 
     async def __call__(self) -> Message:
@@ -192,7 +200,7 @@ class RequestGate:
             await send_error(send, error)
             return
         slots = self.slots if policy.embeds else None
-        guard = BodyGuard(receive, policy.max_body, self.settings, slots)
+        guard = BodyGuard(scope, receive, policy.max_body, self.settings, slots)
         try:
             await self._guarded(scope, guard, send)
         finally:

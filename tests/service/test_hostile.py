@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import select
 import socket
 import struct
@@ -118,7 +119,16 @@ def stream_until_answered(sock: socket.socket, chunks, chunked: bool) -> int:
     return sent
 
 
+def error_counts(server) -> dict[str, float]:
+    """``gaitlab_errors_total`` by kind, from the server's /metrics."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10, headers=CLIENT).text
+    assert "gaitlab_errors" in text
+    found = re.findall(r'^gaitlab_errors_total\{kind="([^"]+)"\} (\S+)', text, re.M)
+    return {kind: float(value) for kind, value in found}
+
+
 def test_1_chunked_uploads_are_limited_while_they_stream(server):
+    errors_before = error_counts(server)
     boundary = "gaitlabboundary"
     head = (
         f"POST /identify HTTP/1.1\r\nHost: x\r\nX-API-Key: {CLIENT_KEY}\r\n"
@@ -133,6 +143,13 @@ def test_1_chunked_uploads_are_limited_while_they_stream(server):
     sock.close()
     assert (status, body["error"]) == (413, "request_too_large")
     assert sent < 20_000_000  # the server stopped reading near its limit, not at the end
+    # one refusal, counted once: the app's own error over the cut body is dropped, uncounted
+    grew = {
+        kind: count - errors_before.get(kind, 0.0)
+        for kind, count in error_counts(server).items()
+        if count != errors_before.get(kind, 0.0)
+    }
+    assert grew == {"request_too_large": 1.0}
 
 
 def test_1_keyless_bodies_are_refused_before_a_byte_is_read(server):
