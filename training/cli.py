@@ -76,8 +76,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="training checkpoint (.pt) or exported .onnx (default: the shipped default model)",
     )
-    evaluate.add_argument("--data", type=Path, required=True, help="pkl tree")
-    evaluate.add_argument("--subjects", default="063-074", help="e.g. 063-074 or LT-test")
+    evaluate.add_argument(
+        "--embeddings",
+        type=Path,
+        default=None,
+        help="evaluate a saved .npz (from --save-embeddings) instead of embedding anew",
+    )
+    evaluate.add_argument("--data", type=Path, default=None, help="pkl tree (with --model)")
+    evaluate.add_argument(
+        "--subjects",
+        default="051-074",
+        help="e.g. 051-074 (24 subjects; select models on at least 24) or LT-test",
+    )
     evaluate.add_argument("--json", type=Path, default=None, help="write results (+ heat map PNGs)")
     evaluate.add_argument(
         "--save-embeddings", type=Path, default=None, help="write feats/subjects/conds/views .npz"
@@ -232,7 +242,13 @@ def _run_experiment_report(args: argparse.Namespace) -> int:
 @_reports_errors
 def _run_eval(args: argparse.Namespace) -> int:
     from models.default import default_model_path
-    from training.evaluation.run import OpenSetOptions, evaluate_checkpoint, print_results
+    from training.evaluation.report import load_embeddings
+    from training.evaluation.run import (
+        OpenSetOptions,
+        evaluate_checkpoint,
+        evaluate_embeddings,
+        print_results,
+    )
 
     open_set = None
     if args.open_set:
@@ -244,16 +260,27 @@ def _run_eval(args: argparse.Namespace) -> int:
         )
     elif args.threshold:
         raise ValueError("--threshold measures open-set figures: add --open-set")
-    outputs = evaluate_checkpoint(
-        args.model or default_model_path(),
-        args.data,
-        args.subjects,
-        json_path=args.json,
-        embeddings_path=args.save_embeddings,
-        batch_size=args.batch_size,
-        device=args.device,
-        open_set=open_set,
-    )
+    if args.embeddings:
+        if args.model or args.data or args.save_embeddings:
+            raise ValueError("--embeddings replaces --model, --data and --save-embeddings")
+        feats, subjects, conditions, views = load_embeddings(args.embeddings)
+        source = {"embeddings": str(args.embeddings)}
+        outputs = evaluate_embeddings(
+            feats, subjects, conditions, views, source, args.json, open_set
+        )
+    else:
+        if args.data is None:
+            raise ValueError("--data is needed to embed (or evaluate saved --embeddings)")
+        outputs = evaluate_checkpoint(
+            args.model or default_model_path(),
+            args.data,
+            args.subjects,
+            json_path=args.json,
+            embeddings_path=args.save_embeddings,
+            batch_size=args.batch_size,
+            device=args.device,
+            open_set=open_set,
+        )
     print_results(outputs)
     if args.json:
         print(f"wrote {args.json} and its figures beside it")

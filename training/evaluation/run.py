@@ -10,9 +10,10 @@ at the thresholds of an exported model's card, with a ROC/DET/DIR figure.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.engine import EmbeddingEngine
@@ -59,6 +60,8 @@ def evaluate_checkpoint(
     progress: bool = True,
     open_set: OpenSetOptions | None = None,
 ) -> EvalOutputs:
+    """Embed ``subjects`` under ``data_root`` with the model, then :func:`evaluate_embeddings`
+    (an exported model's card thresholds are measured too, with ``open_set``)."""
     cache = SilhouetteCache.load(data_root, parse_subjects(subjects), progress=progress)
     if len(cache) == 0:
         raise ValueError(f"no sequences for subjects {subjects} under {data_root}")
@@ -72,28 +75,44 @@ def evaluate_checkpoint(
     else:
         model = model_from_checkpoint(model_path, device)
         feats = embed_cache(model, cache, torch.device(device), batch_size, progress=progress)
-    subject_ids, conditions, views = cache.subjects, cache.conditions, cache.views
-    results = {m: evaluate(feats, subject_ids, conditions, views, metric=m) for m in METRICS}
+    labels = (cache.subjects, cache.conditions, cache.views)
+    if embeddings_path:
+        save_embeddings(embeddings_path, feats, *labels)
+    if open_set:
+        open_set = replace(open_set, thresholds=(*card_thresholds, *open_set.thresholds))
+    source = {"model": str(model_path), "subjects": subjects}
+    return evaluate_embeddings(feats, *labels, source, json_path, open_set)
+
+
+def evaluate_embeddings(
+    feats: np.ndarray,
+    subjects: np.ndarray,
+    conditions: np.ndarray,
+    views: np.ndarray,
+    source: dict,
+    json_path: Path | None = None,
+    open_set: OpenSetOptions | None = None,
+) -> EvalOutputs:
+    """The protocol with both distances (and the open-set evaluation) of embeddings [n, c, p]
+    and their labels; ``source`` (what they came from) heads the JSON."""
+    results = {m: evaluate(feats, subjects, conditions, views, metric=m) for m in METRICS}
     open_result = None
     if open_set:
         open_result = evaluate_open_set(
             feats,
-            subject_ids,
+            subjects,
             conditions,
             views,
-            given=[*card_thresholds, *open_set.thresholds],
+            given=open_set.thresholds,
             impostor_share=open_set.impostor_share,
             splits=open_set.splits,
             seed=open_set.seed,
         )
-    if embeddings_path:
-        save_embeddings(embeddings_path, feats, subject_ids, conditions, views)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         report = {
-            "model": str(model_path),
-            "subjects": subjects,
-            "sequences": len(cache),
+            **source,
+            "sequences": len(feats),
             **{metric: result.to_dict() for metric, result in results.items()},
         }
         if open_result:
@@ -102,7 +121,7 @@ def evaluate_checkpoint(
         json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
         for metric, result in results.items():
             plot_heatmaps(result, json_path.with_name(f"{json_path.stem}_{metric}.png"))
-    return EvalOutputs(results, len(cache), open_result)
+    return EvalOutputs(results, len(feats), open_result)
 
 
 def print_results(outputs: EvalOutputs) -> None:

@@ -54,9 +54,27 @@ def test_eval_writes_tables_json_heatmaps_and_embeddings(
     assert recomputed.mean["NM"] == pytest.approx(report["euc"]["mean"]["NM"])
     assert set(np.unique(subjects)) == {"001", "002", "003", "004", "065", "066"}
 
+    # the saved embeddings evaluate again without the model or the data, open set included
+    again = tmp_path / "again.json"
+    args = ["eval", "--embeddings", str(npz), "--json", str(again), "--open-set"]
+    assert main([*args, "--splits", "3"]) == 0
+    saved = json.loads(again.read_text())
+    assert saved["embeddings"] == str(npz)
+    for metric in ("euc", "cos"):
+        assert saved[metric]["mean"] == pytest.approx(report[metric]["mean"])
+    assert saved["open_set"]["verification"]["subjects"] == 6
+    assert saved["open_set"]["identification"]["impostor_subjects"] == 3
+    assert (tmp_path / "again_open_set.png").exists()
+
 
 def test_eval_reports_bad_input(checkpoint, training_tree, capsys):
     assert run_eval(checkpoint, training_tree, "LT") == 2
     assert "LT-train or -test" in capsys.readouterr().err
     assert run_eval(checkpoint, training_tree, "100-101") == 2
     assert "no sequences" in capsys.readouterr().err
+    assert main(["eval", "--model", str(checkpoint)]) == 2
+    assert "--data is needed" in capsys.readouterr().err
+    assert run_eval(checkpoint, training_tree, "065", "--embeddings", "x.npz") == 2
+    assert "--embeddings replaces" in capsys.readouterr().err
+    assert run_eval(checkpoint, training_tree, "065", "--threshold", "0.9") == 2
+    assert "add --open-set" in capsys.readouterr().err
