@@ -20,7 +20,6 @@ from training.evaluation.open_set import (
     DEFAULT_FARS,
     Pairs,
     pair_scores,
-    subject_bootstrap,
     verify_pairs,
 )
 
@@ -34,7 +33,7 @@ def thresholds_of(pairs: Pairs, fars: Sequence[float] = DEFAULT_FARS) -> list[Th
     sets = [name for name in verification.pairs if name != ALL]
     thresholds = []
     for point in verification.at_far:
-        spread = point.spread or subject_bootstrap(pairs, point.threshold)
+        spread = point.spread  # verify_pairs resampled the subjects at every threshold
         thresholds.append(
             Threshold(
                 far=point.target,
