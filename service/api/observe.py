@@ -29,11 +29,21 @@ class Observation:
             return
         started = time.perf_counter()
         status = 500
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                self._record(scope, status, time.perf_counter() - started)
 
         async def send_and_note(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # before the last byte leaves: a client that has its answer finds it counted
+                record()
             await send(message)
 
         try:
@@ -43,7 +53,7 @@ class Observation:
             self.metrics.error("internal")
             raise
         finally:
-            self._record(scope, status, time.perf_counter() - started)
+            record()  # a request that failed or never finished its body
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         template = getattr(scope.get("route"), "path", "unmatched")
