@@ -25,7 +25,8 @@ EXPERIMENT_RECORD = "experiment.json"
 RUN_CONFIG = "config.json"
 FINISHED = "finished.json"
 # Differences that do not change what a run computes: where it writes, where the data sits.
-_PORTABLE = {("run", "out_dir"), ("data", "root")}
+# where a run lives and how fast it steps are not its recipe
+_PORTABLE = {("run", "out_dir"), ("data", "root"), ("run", "compile")}
 
 
 class ExperimentError(ValueError):
@@ -88,6 +89,10 @@ def _check_same_recipe(run_dir: Path, config: TrainConfig) -> None:
     if not stored_path.exists():
         return
     stored = json.loads(stored_path.read_text())
+    try:  # a run recorded before the schema grew a field gets that field's default
+        stored = TrainConfig.model_validate(stored).model_dump(mode="json")
+    except ValueError:
+        pass  # compared as stored: the differences name what changed
     if differ := _differences(_comparable(stored), _comparable(config)):
         raise ExperimentError(
             f"run {config.name!r} in {run_dir} was started with another config ({', '.join(differ)}"

@@ -133,3 +133,19 @@ def test_a_run_started_with_another_recipe_is_refused(experiment_file, tmp_path)
     experiment_file.write_text(yaml.safe_dump(spec))
     with pytest.raises(ExperimentError, match=r"run 'baseline'.*optimizer\.lr"):
         run_experiment(load_experiment(experiment_file), out, progress=False)
+
+
+def test_a_run_recorded_before_the_schema_grew_still_resumes(experiment_file, tmp_path):
+    out = tmp_path / "campaign"
+    run_experiment(load_experiment(experiment_file), out, progress=False)
+    stored = out / "runs" / "fused" / "config.json"
+    record = json.loads(stored.read_text())
+    del record["run"]["compile"]  # a field added after the run started: its default applies
+    del record["eval"]  # a whole section, likewise
+    stored.write_text(json.dumps(record))
+    assert run_experiment(load_experiment(experiment_file), out, progress=False) == []
+    # whether the net is compiled is how fast it steps, not the recipe
+    spec = yaml.safe_load(experiment_file.read_text())
+    spec["runs"][0]["overrides"] = {"run": {"compile": True}}
+    experiment_file.write_text(yaml.safe_dump(spec))
+    assert run_experiment(load_experiment(experiment_file), out, progress=False) == []
