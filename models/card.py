@@ -63,7 +63,8 @@ class Threshold(_Strict):
     far_interval: tuple[float, float] | None = Field(
         None,
         description="where the false accept rate at ``score`` could fall on another set of as "
-        "many subjects: the central 90 % of a bootstrap over the calibration subjects",
+        "many subjects: the central 90 % of a bootstrap over the calibration subjects; none "
+        "when they were fewer than 10 (too few to say)",
     )
     tar_interval: tuple[float, float] | None = Field(
         None, description="the same interval for the true accept rate"

@@ -28,3 +28,10 @@ def part_normalise(feats: np.ndarray) -> np.ndarray:
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """In a: [m, c, p], b: [g, c, p]. Out float32 [m, g]: mean over parts of cosine similarity."""
     return part_normalise(a) @ part_normalise(b).T
+
+
+def accepts(score: float, threshold: float) -> bool:
+    """The decision rule: accept when ``score >= threshold``, both taken as float32, the precision
+    scores are computed in (evaluation and calibration compare so too; a threshold typed as
+    0.7 is float32's 0.69999999, which a score of exactly that passes everywhere alike)."""
+    return bool(np.float32(score) >= np.float32(threshold))

@@ -18,7 +18,7 @@ import numpy as np
 
 from models.card import DECISION_FAR
 from models.engine import EmbeddingEngine
-from models.scoring import part_normalise
+from models.scoring import accepts, part_normalise
 from models.silhouette import normalise_clip
 from service.batching import EmbedBatcher, Ticket
 from service.clips import ClipError, ClipLimits, decode_clip
@@ -289,7 +289,7 @@ class Recognizer:
         probe = self.probe(upload, active)
         limit = self.threshold(threshold, active)
         hits = self._search(active.index, probe, top_k, exact)
-        decision = hits[0].subject_id if hits and hits[0].score >= limit else None
+        decision = hits[0].subject_id if hits and accepts(hits[0].score, limit) else None
         return Identification(
             hits, decision, limit, probe.frames, active.version, probe.silhouettes
         )
@@ -301,7 +301,7 @@ class Recognizer:
         hit = active.index.score_subject(probe.vector, subject_id)
         if hit is None:
             raise SubjectNotFoundError.of(subject_id)
-        accepted = hit.score >= limit
+        accepted = accepts(hit.score, limit)
         return Verification(
             subject_id, hit.score, accepted, limit, probe.frames, active.version, probe.silhouettes
         )

@@ -33,7 +33,8 @@ def thresholds_of(pairs: Pairs, fars: Sequence[float] = DEFAULT_FARS) -> list[Th
     sets = [name for name in verification.pairs if name != ALL]
     thresholds = []
     for point in verification.at_far:
-        spread = point.spread  # verify_pairs resampled the subjects at every threshold
+        # verify_pairs resampled the subjects at every threshold (none: too few to say)
+        spread = point.spread or {"far": None, "tar": None}
         thresholds.append(
             Threshold(
                 far=point.target,

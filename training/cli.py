@@ -163,6 +163,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="false accept rate to calibrate at (repeatable; default 0.01 and 0.001; 0.01, the "
         "service's decision rate, is always included)",
     )
+    recalibrate.add_argument(
+        "--other-people",
+        action="store_true",
+        help="the subjects are not the people the model trained on, whatever their IDs (another "
+        "dataset whose IDs reuse CASIA-B's): skip the check that refuses training subjects",
+    )
     recalibrate.set_defaults(run=_run_calibrate)
 
     experiment = commands.add_parser(
@@ -289,11 +295,16 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 @_reports_errors
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from training.evaluation.open_set import DEFAULT_FARS
+    from training.evaluation.open_set import DEFAULT_FARS, MIN_BOOTSTRAP_SUBJECTS
     from training.recalibrate import recalibrate
 
     card = recalibrate(
-        args.model, args.data, args.subjects, args.out, tuple(args.far or DEFAULT_FARS)
+        args.model,
+        args.data,
+        args.subjects,
+        args.out,
+        tuple(args.far or DEFAULT_FARS),
+        other_people=args.other_people,
     )
     record = card.calibration
     print(
@@ -302,11 +313,14 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         f"{record.impostor_pairs:,} impostor pairs, across views)"
     )
     for t in card.thresholds:
-        low, high = t.far_interval
+        spread = (
+            f" (90 % over subjects: {100 * t.far_interval[0]:.2f}–{100 * t.far_interval[1]:.2f} %)"
+            if t.far_interval
+            else f" (no interval: fewer than {MIN_BOOTSTRAP_SUBJECTS} subjects)"
+        )
         print(
             f"  FAR {100 * t.far:g} %: score >= {t.score:.4f}, measured FAR "
-            f"{100 * t.measured_far:.2f} % (90 % over subjects: {100 * low:.2f}–{100 * high:.2f}"
-            f" %), TAR {100 * t.tar:.1f} %"
+            f"{100 * t.measured_far:.2f} %{spread}, TAR {100 * t.tar:.1f} %"
         )
     return 0
 

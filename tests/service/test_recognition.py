@@ -66,6 +66,25 @@ def test_threshold_override_and_unknowns(recognizer):
     assert recognizer.identify(stranger, threshold=-1.0).decision == "p0"
 
 
+def test_a_score_equal_to_the_threshold_passes_and_one_step_below_fails(recognizer):
+    """The decision compares as evaluation and calibration do: score >= threshold in float32."""
+    recognizer.enroll("p0", person(0))
+    probe = person(1)
+    score = recognizer.identify(probe).hits[0].score
+    assert score < 0.99  # another person: the card's threshold is not what decides below
+    at = np.float32(score)
+    above = float(np.nextafter(at, np.float32(2)))
+    assert recognizer.identify(probe, threshold=float(at)).decision == "p0"
+    assert recognizer.identify(probe, threshold=above).decision is None
+    # a threshold typed in float64 between the two float32 values is the float32 nearest it
+    assert recognizer.identify(probe, threshold=float(at) + 1e-12).decision == "p0"
+    # verify scores with numpy, identify with FAISS: the last bit may differ; each is exact
+    at = np.float32(recognizer.verify(probe, "p0").score)
+    above = float(np.nextafter(at, np.float32(2)))
+    assert recognizer.verify(probe, "p0", threshold=float(at)).accepted
+    assert not recognizer.verify(probe, "p0", threshold=above).accepted
+
+
 def test_restart_rebuilds_the_index_and_re_embeds_for_a_new_model(tmp_path):
     store = open_store(tmp_path / "gallery.db")
     first = Recognizer(EmbeddingEngine(toy_model(tmp_path / "a.onnx", version="a")), store)

@@ -62,3 +62,13 @@ def test_subjects_the_model_trained_on_are_refused(exported, training_tree, tmp_
     args = ["calibrate", str(result.path), "--data", str(training_tree), "--subjects", "001"]
     assert main(args) == 2
     assert "trained on" in capsys.readouterr().err
+    # other people reusing the IDs (another dataset): the caller says so, and it calibrates
+    out = tmp_path / "other.onnx"
+    card = recalibrate(
+        result.path, training_tree, "001-002", out=out, progress=False, other_people=True
+    )
+    assert card.calibration.subjects == "001-002"
+    assert card.thresholds[0].far_interval is None  # 2 subjects: too few for an interval
+    args += ["--other-people", "--out", str(tmp_path / "other-cli.onnx")]
+    assert main(args) == 2  # one subject: refused for want of impostors, not for its ID
+    assert "impostor" in capsys.readouterr().err

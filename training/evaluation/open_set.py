@@ -169,6 +169,12 @@ def pair_scores(
     )
 
 
+# Fewer subjects than this get no interval: a bootstrap of a handful of subjects redraws the same
+# few people (with 2, every draw with an impostor pair is the original pair: a zero-width FAR
+# interval exactly where the uncertainty is largest).
+MIN_BOOTSTRAP_SUBJECTS = 10
+
+
 def subject_bootstrap(
     pairs: Pairs,
     threshold: float,
@@ -291,7 +297,11 @@ class _RankedPairs:
             far[name] = impostor.share_accepted(threshold)
             tar[name] = genuine.share_accepted(threshold)
         spread = None
-        if ALL in names and self.pairs.impostor_subjects is not None:
+        if (
+            ALL in names
+            and self.pairs.impostor_subjects is not None
+            and self.pairs.subjects >= MIN_BOOTSTRAP_SUBJECTS
+        ):
             spread = subject_bootstrap(self.pairs, threshold)
         return OperatingPoint(threshold, far, tar, target, label, spread)
 

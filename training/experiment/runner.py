@@ -9,6 +9,7 @@ iterations of the whole campaign, time spent, estimate left).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -89,10 +90,10 @@ def _check_same_recipe(run_dir: Path, config: TrainConfig) -> None:
     if not stored_path.exists():
         return
     stored = json.loads(stored_path.read_text())
-    try:  # a run recorded before the schema grew a field gets that field's default
+    # a run recorded before the schema grew a field gets that field's default; one that no
+    # longer validates is compared as stored (the differences name what changed)
+    with contextlib.suppress(ValueError):
         stored = TrainConfig.model_validate(stored).model_dump(mode="json")
-    except ValueError:
-        pass  # compared as stored: the differences name what changed
     if differ := _differences(_comparable(stored), _comparable(config)):
         raise ExperimentError(
             f"run {config.name!r} in {run_dir} was started with another config ({', '.join(differ)}"
