@@ -195,10 +195,15 @@ def test_random_splits_hold_out_the_share_asked_and_average():
     searches = search_splits(*_arrays(rows), impostor_share=1 / 3, splits=6, seed=1)
     assert (searches.enrolled, searches.impostors) == (2, 1)
     assert len(searches.top) == 6 * 5
-    # every probe of a held-out subject is non-mated in its split, and only then
+    # in each split the non-mated probes are exactly the probes of the one held-out subject
+    probe_subjects = np.array([s for s, condition, _, _ in rows if condition != "nm-01"])
+    held_out = []
     for split in range(6):
-        keep = searches.split == split
-        assert 1 <= (~searches.mated[keep]).sum() <= 2
+        non_mated = ~searches.mated[searches.split == split]
+        (subject,) = set(probe_subjects[non_mated])
+        assert (non_mated == (probe_subjects == subject)).all()
+        held_out.append(subject)
+    assert len(set(held_out)) > 1  # the splits are drawn, not fixed
     with pytest.raises(ValueError, match="at least one impostor"):
         search_splits(*_arrays(rows), impostor_share=0.0)
     with pytest.raises(ValueError, match="at least one impostor"):
