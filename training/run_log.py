@@ -55,8 +55,9 @@ class RunLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
+            # keep the resumed-from iteration's events, as the CSVs keep its rows
             self.tensorboard = SummaryWriter(
-                str(self.out_dir / "tensorboard"), purge_step=start_iteration
+                str(self.out_dir / "tensorboard"), purge_step=start_iteration + 1
             )
         except ImportError:  # tensorboard is in the train extra; CSV and PNG still work
             self.tensorboard = None
@@ -81,6 +82,16 @@ class RunLog:
                 self.tensorboard.add_scalar(f"val/rank1_{key}", value, iteration)
         self.plot()
 
+    def validations_missing(self, iteration: int, caps: list[int | None]) -> list[int | None]:
+        """Of the validations ``caps`` due at ``iteration`` (frame caps, None: every frame),
+        those val.csv lacks."""
+        done = {
+            int(row["max_frames"]) if "max_frames" in row else None
+            for row in read_records(self.val_csv)
+            if int(row["iteration"]) == iteration
+        }
+        return [cap for cap in caps if cap not in done]
+
     def plot(self) -> Path:
         return plot_curves(
             self.train_csv, self.val_csv, self.out_dir / "curves.png", self.loss_terms
@@ -92,11 +103,18 @@ class RunLog:
 
 
 def read_records(path: Path) -> list[dict[str, float]]:
-    """A run's CSV as rows of floats (empty cells left out); ``[]`` when there is no file."""
+    """A run's CSV as rows of floats (empty cells left out); ``[]`` when there is no file.
+
+    A row still being written (a report read while the run goes on) is left out."""
     if not path.exists():
         return []
     with open(path, newline="") as handle:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+        rows = list(csv.DictReader(handle))
+    return [
+        {k: float(v) for k, v in row.items() if v != ""}
+        for row in rows
+        if None not in row.values() and None not in row and row.get("iteration")
+    ]
 
 
 def plot_curves(

@@ -162,11 +162,40 @@ def _train(
             },
         )
 
+    def validations_due(at: int) -> list[int | None]:
+        """Frame caps of the validations due at iteration ``at`` (None: every frame).
+
+        Intermediate points may cap frames; the final one uses every frame (the protocol),
+        after a capped one too, so the curve ends on a point like the others."""
+        finished = at == run.iterations
+        if not data.val_subjects or at == 0 or not (at % run.val_every == 0 or finished):
+            return []
+        caps = [run.val_max_frames] if run.val_max_frames else []
+        return [*caps, None] if finished else caps or [None]
+
+    def validate_and_log(at: int, caps: list[int | None]) -> None:
+        for max_frames in caps:
+            headline = validate(model, val_cache, config, runtime.device, max_frames)
+            log.validation(at, headline, max_frames)
+            bar.write(
+                f"iteration {at}: "
+                + " ".join(f"{k} {v:.1f}" for k, v in headline.items())
+                + f"  ({elapsed / 60:.1f} min training"
+                + (f", first {max_frames} frames)" if max_frames else ", all frames)")
+            )
+
     # --- the loop
     trained.train()
     bar = tqdm(
         total=run.iterations, initial=iteration, desc=config.name, unit="it", disable=not show
     )
+    # the checkpoint is written before its iteration's validations: a run stopped during them
+    # (the all-frames final one is the longest step of all) does them now
+    missing = log.validations_missing(iteration, validations_due(iteration)) if log else []
+    if missing and val_cache is not None:
+        validate_and_log(iteration, missing)
+    if iteration:
+        runtime.barrier()  # the other ranks wait while rank 0 catches up
     running = None
     while iteration < run.iterations:
         started = time.perf_counter()
@@ -189,6 +218,7 @@ def _train(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        lr = scheduler.get_last_lr()[0]  # the rate this step trained at
         scheduler.step()
         iteration += 1
         step_seconds = time.perf_counter() - started
@@ -204,31 +234,18 @@ def _train(
                     "iteration": iteration,
                     "loss": value,
                     **{name: term.item() for name, term in terms_logged.items()},
-                    "lr": scheduler.get_last_lr()[0],
+                    "lr": lr,
                     "frames_per_s": sils.shape[0] * sils.shape[1] * runtime.world / step_seconds,
                     "elapsed_s": elapsed,
                 }
             )
         # The same decisions on every rank, so the others wait while rank 0 writes or validates.
-        finished = iteration == run.iterations
-        due_checkpoint = iteration % run.checkpoint_every == 0 or finished
-        due_validation = bool(data.val_subjects) and (iteration % run.val_every == 0 or finished)
+        due_checkpoint = iteration % run.checkpoint_every == 0 or iteration == run.iterations
+        due_validation = validations_due(iteration)
         if due_checkpoint and runtime.is_main:
             checkpoint()
         if due_validation and log and val_cache is not None:
-            # intermediate points may cap frames; the final one uses every frame (the protocol),
-            # after a capped one too, so the curve ends on a point like the others
-            caps = [run.val_max_frames] if run.val_max_frames else []
-            caps = [*caps, None] if finished else caps or [None]
-            for max_frames in caps:
-                headline = validate(model, val_cache, config, runtime.device, max_frames)
-                log.validation(iteration, headline, max_frames)
-                bar.write(
-                    f"iteration {iteration}: "
-                    + " ".join(f"{k} {v:.1f}" for k, v in headline.items())
-                    + f"  ({elapsed / 60:.1f} min training"
-                    + (f", first {max_frames} frames)" if max_frames else ", all frames)")
-                )
+            validate_and_log(iteration, due_validation)
         if due_checkpoint or due_validation:
             runtime.barrier()
         if on_step:

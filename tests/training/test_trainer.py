@@ -149,3 +149,21 @@ def test_a_compiled_net_trains_like_the_eager_one(training_tree, tmp_path):
         histories.append(losses(out))
         assert not any(key.startswith("_orig_mod") for key in load_checkpoint(checkpoint)["model"])
     np.testing.assert_allclose(histories[1], histories[0], rtol=1e-3)
+
+
+def test_validations_cut_short_are_done_on_resume(training_tree, tmp_path):
+    config = TrainConfig.model_validate(
+        tiny_config(training_tree, tmp_path, iterations=4, val_every=2, checkpoint_every=2)
+    )
+    train(config, progress=False)
+    val_csv = tmp_path / "val.csv"
+    complete = val_csv.read_text()
+    with open(val_csv) as handle:
+        val = list(csv.DictReader(handle))
+    assert [(r["iteration"], r["max_frames"]) for r in val] == [("2", "10"), ("4", "10"), ("4", "")]
+    trained = (tmp_path / "train.csv").read_text()
+    # stopped during the final, all-frames validation: its checkpoint was already written
+    val_csv.write_text("".join(complete.splitlines(keepends=True)[:-1]))
+    train(config, resume=True, progress=False)
+    assert val_csv.read_text() == complete  # the same weights validated again: the same row
+    assert (tmp_path / "train.csv").read_text() == trained  # and nothing trained again

@@ -78,11 +78,13 @@ def summarise_run(name: str, run_dir: Path, config: dict, overrides: dict) -> Ru
         training_seconds=round(train[-1]["elapsed_s"], 1) if done else 0.0,
         threads=config["run"].get("threads"),
     )
+    # every logged column (loss terms, lr, speed), the drawn ones even before the first row
+    drawn = ["iteration", "loss", "elapsed_s"]
+    columns = list(dict.fromkeys([*drawn, *(key for row in train for key in row)]))
     summary.curves = {
         "train": {
-            "iteration": [int(r["iteration"]) for r in train],
-            "loss": [r["loss"] for r in train],
-            "elapsed_s": [r["elapsed_s"] for r in train],
+            key: [int(r[key]) if key == "iteration" else r.get(key) for r in train]
+            for key in columns
         },
         "val": {
             "iteration": [int(r["iteration"]) for r in val],
@@ -99,11 +101,14 @@ def summarise_run(name: str, run_dir: Path, config: dict, overrides: dict) -> Ru
         last = full[-1] if full and full[-1]["iteration"] >= curve[-1]["iteration"] else curve[-1]
         summary.final = {c: last[c] for c in CONDITIONS}
         summary.final_all_frames = "max_frames" not in last
-        target = REACH * curve[-1]["NM"]  # like for like: the curve's own last point
-        reached = next(r for r in curve if r["NM"] >= target)
-        summary.reach_nm_iteration = int(reached["iteration"])
-        before = [r for r in train if r["iteration"] <= reached["iteration"]]
-        summary.reach_nm_seconds = round(before[-1]["elapsed_s"], 1) if before else None
+        if summary.finished:  # a run still going has no last point to measure against yet
+            target = REACH * curve[-1]["NM"]  # like for like: the curve's own last point
+            reached = int(next(r for r in curve if r["NM"] >= target)["iteration"])
+            summary.reach_nm_iteration = reached
+            # training time at that iteration, between the logged rows around it
+            logged = [(0.0, 0.0)] + [(r["iteration"], r["elapsed_s"]) for r in train]
+            its, seconds = zip(*logged, strict=True)
+            summary.reach_nm_seconds = round(float(np.interp(reached, its, seconds)), 1)
     return summary
 
 

@@ -26,8 +26,8 @@ EXPERIMENT_RECORD = "experiment.json"
 RUN_CONFIG = "config.json"
 FINISHED = "finished.json"
 # Differences that do not change what a run computes: where it writes, where the data sits.
-# where a run lives and how fast it steps are not its recipe
-_PORTABLE = {("run", "out_dir"), ("data", "root"), ("run", "compile")}
+# where a run lives and how fast it steps are not its recipe (a campaign may move machines)
+_PORTABLE = {("run", "out_dir"), ("data", "root"), ("run", "compile"), ("run", "threads")}
 
 
 class ExperimentError(ValueError):

@@ -13,7 +13,7 @@ import yaml
 from gaitlab.cli import main
 from tests.training.test_trainer import tiny_config
 from training.checkpoint import load_checkpoint
-from training.experiment.report import build_report
+from training.experiment.report import build_report, summarise_run
 from training.experiment.runner import ExperimentError, run_experiment
 from training.experiment.spec import load_experiment
 
@@ -149,3 +149,29 @@ def test_a_run_recorded_before_the_schema_grew_still_resumes(experiment_file, tm
     spec["runs"][0]["overrides"] = {"run": {"compile": True}}
     experiment_file.write_text(yaml.safe_dump(spec))
     assert run_experiment(load_experiment(experiment_file), out, progress=False) == []
+
+
+def test_time_to_reach_is_read_between_logged_rows_and_only_for_finished_runs(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "train.csv").write_text(
+        "iteration,loss,triplet,lr,frames_per_s,elapsed_s\n"
+        "20,2.0,1.5,0.05,100,10.0\n40,1.0,0.7,0.05,100,30.0\n"
+        "50,0.9,"  # a row still being written when the report reads it
+    )
+    (run_dir / "val.csv").write_text(
+        "iteration,NM,BG,CL,max_frames\n30,58.0,40.0,20.0,30\n40,60.0,45.0,25.0,30\n"
+        "40,70.0,55.0,30.0,\n"
+    )
+    config = {"run": {"iterations": 40, "threads": 2}, "data": {"val_subjects": "051-074"}}
+    going = summarise_run("r", run_dir, config, {})
+    assert going.reach_nm_iteration is None  # its last point may still move
+    (run_dir / "finished.json").write_text("{}")
+    done = summarise_run("r", run_dir, config, {})
+    assert done.reach_nm_iteration == 30  # 58 >= 95 % of the curve's last 60
+    assert done.reach_nm_seconds == pytest.approx(20.0)  # halfway between 10 s and 30 s
+    assert done.final == {"NM": 70.0, "BG": 55.0, "CL": 30.0}
+    assert done.final_all_frames
+    assert done.curves["train"]["iteration"] == [20, 40]  # the half-written row left out
+    assert done.curves["train"]["triplet"] == [1.5, 0.7]  # every logged column
+    assert done.curves["train"]["lr"] == [0.05, 0.05]
