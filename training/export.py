@@ -303,6 +303,35 @@ def _sibling_cards(path: Path, variants: tuple[str, ...]) -> dict[str, ModelCard
     return cards
 
 
+INT8_TOLERANCE = 0.5  # rank-1 points int8 may lose to fp32, per condition and distance
+INT8_SUBJECTS = 24  # validation subjects the comparison needs (12 overstated CL by 17 points)
+
+
+def int8_case(fp32: ValidationResult, int8: ValidationResult) -> str | None:
+    """The int8 variant's case for serving by default on a CPU (``ModelCard.cpu_default``), or
+    None: every rank-1 figure within :data:`INT8_TOLERANCE` of fp32's, both measured on the
+    same validation of at least :data:`INT8_SUBJECTS` subjects."""
+    if fp32.subjects != int8.subjects or (int8.subject_count or 0) < INT8_SUBJECTS:
+        return None
+    gaps = [
+        abs(int8.rank1[metric][condition] - fp32.rank1[metric][condition])
+        for metric in fp32.rank1
+        for condition in fp32.rank1[metric]
+    ]
+    if max(gaps) > INT8_TOLERANCE:
+        return None
+    figures = "; ".join(
+        f"{metric} "
+        + ", ".join(f"{c} {int8.rank1[metric][c]:.1f}/{rate:.1f}" for c, rate in rates.items())
+        for metric, rates in fp32.rank1.items()
+    )
+    return (
+        f"served by default on a CPU (the service's precision=auto): on {int8.subjects} "
+        f"({int8.subject_count} subjects, {int8.source}), rank-1 int8/fp32 {figures}; every gap "
+        f"within {INT8_TOLERANCE} points"
+    )
+
+
 def export_checkpoint(
     checkpoint: Path,
     out: Path,
@@ -428,5 +457,7 @@ def export_checkpoint(
             )
         write_with_card(main.fp32, out, cards["fp32"])
         if int8:
+            case = int8_case(cards["fp32"].validation, cards["int8"].validation)
+            cards["int8"] = cards["int8"].model_copy(update={"cpu_default": case})
             write_with_card(main.int8, int8_path(out), cards["int8"])
     return ExportResult(out, cards["fp32"], main.parity, cards.get("int8"))
