@@ -209,6 +209,8 @@ def test_the_page_end_to_end(server, page, shots):
     page.click("#tab-model")
     page.wait_for_selector("#model-info dl")
     assert "toy-1" in page.text_content("#model-info")
+    assert "score ≥ 0.9500: 1.0 % FAR" in page.text_content("#model-info ul")
+    assert "per pair" in page.text_content("#model-info .threshold-meaning")
     page.screenshot(path=shots / "web-model.png", full_page=True)
     findings = serious_accessibility_findings(page)
     assert findings == [], "\n".join(findings)

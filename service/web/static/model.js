@@ -38,13 +38,20 @@ function modelView(model) {
     ["Trained on", card.training?.subjects],
     ["Self-test", model.self_test ? (model.self_test.ok ? `passed, ${model.self_test.embed_ms} ms` : `failed: ${model.self_test.error}`) : "not run yet"],
   ];
-  const thresholds = (card.thresholds ?? []).map((t) =>
-    el("li", { text: `${t.score.toFixed(4)} at ${(100 * t.far).toFixed(1)} % FAR (true accept rate ${(100 * t.tar).toFixed(1)} %)` }));
+  const percent = (rate) => `${(100 * rate).toFixed(1)} %`;
+  const thresholds = (card.thresholds ?? []).map((t) => {
+    const perCondition = Object.entries(t.tar_per_condition ?? {}).map(([name, rate]) => `${name} ${percent(rate)}`).join(", ");
+    const interval = t.far_interval ? `; on other people like these, FAR ${percent(t.far_interval[0])}–${percent(t.far_interval[1])}` : "";
+    return el("li", { text: `score ≥ ${t.score.toFixed(4)}: ${percent(t.far)} FAR, true accept rate ${percent(t.tar)}`
+      + (perCondition ? ` (${perCondition})` : "") + interval });
+  });
   const parts = [
     el("dl", { class: "facts" }, facts.map(([name, value]) => [el("dt", { text: name }), el("dd", { text: value ?? "–" })])),
     validationTable(card.validation),
     el("h3", { text: "Thresholds" }),
     thresholds.length ? el("ul", {}, thresholds) : el("p", { text: "None: pass one with each request." }),
+    thresholds.length ? el("p", { class: "threshold-meaning", text: "Rates are per pair: one probe clip against one gallery walk seen from another view. "
+      + "Identify and verify score a subject by their best sample, over every view and (identify) every subject, so they accept strangers more often than that." }) : null,
     el("p", { class: "calibration", text: calibrationText(card.calibration) }),
     el("h3", { text: "Refresh" }),
   ];

@@ -45,7 +45,7 @@ function identifyView(result) {
     {},
     probeView(result.probe, result.frames),
     decision,
-    el("p", { class: "threshold-note", text: `Threshold ${result.threshold.toFixed(4)} (the model card's 1 % false-accept rate); model ${result.model_version}.` }),
+    el("p", { class: "threshold-note", text: `Threshold ${result.threshold.toFixed(4)} (the model card's threshold for 1 % false accepts per pair); model ${result.model_version}.` }),
     rows.length ? el("ol", { class: "hits", "aria-label": "Ranked subjects" }, rows) : el("p", { text: "The gallery is empty." }),
   );
 }
