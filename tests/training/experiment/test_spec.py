@@ -98,9 +98,9 @@ def test_the_default_model_campaign_never_trains_on_its_validation_subjects():
         assert config.data.val_subjects == "051-074"  # 24 subjects, for figures and thresholds
         trained = set(parse_subjects(config.data.train_subjects))
         assert not trained & set(parse_subjects("051-074"))
-    # the subjects run repeats seed's fused_lr0.05_s0 on half the subjects, nothing else
+    # the subjects run repeats seed's baseline_lr0.1_s0 on half the subjects, nothing else
     seed = load_experiment(REPO / "configs" / "experiments" / "seed.yaml")
-    reference = seed.config("fused_lr0.05_s0", Path("out")).model_dump()
+    reference = seed.config("baseline_lr0.1_s0", Path("out")).model_dump()
     half = configs["subjects_026"].model_dump()
     assert half["data"].pop("train_subjects") == "001-026"
     assert reference["data"].pop("train_subjects") == "001-050"
