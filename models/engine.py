@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,10 +156,16 @@ class EmbeddingEngine:
         (out,) = self.session.run([self.output_name], {self.input_name: clips})
         return out
 
-    def embed_many(self, clips: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    def embed_many(
+        self,
+        clips: Sequence[np.ndarray],
+        batch_size: int = 16,
+        on_batch: Callable[[int], object] | None = None,
+    ) -> np.ndarray:
         """Clips of different lengths (each uint8 [T_i, 64, 44]) → float32 [n, c, p].
 
         Clips of equal length are embedded together, ``batch_size`` at a time; none is padded.
+        ``on_batch(k)`` is called after each batch of k clips (a progress bar's ``update``).
         """
         out: np.ndarray | None = None
         for chunk in equal_length_batches(np.array([len(c) for c in clips]), batch_size):
@@ -167,6 +173,8 @@ class EmbeddingEngine:
             if out is None:
                 out = np.empty((len(clips), *feats.shape[1:]), np.float32)
             out[chunk] = feats
+            if on_batch is not None:
+                on_batch(len(chunk))
         if out is None:
             raise ValueError("no clips to embed")
         return out

@@ -6,12 +6,17 @@ or cut: every frame is used, as the protocol asks (unless ``max_frames`` caps th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from models.batching import equal_length_batches
 from training.data.cache import SilhouetteCache
+
+if TYPE_CHECKING:
+    from models.engine import EmbeddingEngine
 
 
 @torch.inference_mode()
@@ -44,3 +49,16 @@ def embed_cache(
     bar.close()
     model.train(was_training)
     return feats if feats is not None else np.empty((0, 0, 0), np.float32)
+
+
+def embed_cache_onnx(
+    engine: EmbeddingEngine,
+    cache: SilhouetteCache,
+    batch_size: int = 16,
+    progress: bool = True,
+    label: str = "embedding",
+) -> np.ndarray:
+    """Every sequence of ``cache``, all frames, through an exported model: float32 [S, c, p]."""
+    clips = [cache.sequence(i) for i in range(len(cache))]
+    with tqdm(total=len(clips), desc=label, unit="seq", disable=not progress, leave=False) as bar:
+        return engine.embed_many(clips, batch_size, on_batch=bar.update)

@@ -43,6 +43,7 @@ from training.calibration import calibrate
 from training.checkpoint import load_checkpoint, model_from_state
 from training.data.cache import SilhouetteCache
 from training.data.subjects import parse_subjects
+from training.embedding import embed_cache_onnx
 from training.evaluation.protocol import GALLERY_CONDITIONS, METRICS, PROBE_SETS, evaluate
 from training.quantize import quantize_int8
 
@@ -187,11 +188,6 @@ def validate(
             for name, set_conditions in PROBE_SETS.items()
         },
     )
-
-
-def _embed_all(engine: EmbeddingEngine, cache: SilhouetteCache) -> np.ndarray:
-    """Every sequence of ``cache``, all frames → float32 [n, c, p]."""
-    return engine.embed_many([cache.sequence(i) for i in range(len(cache))])
 
 
 @dataclass
@@ -415,13 +411,19 @@ def export_checkpoint(
             validating = _export_bare(validator, Path(scratch) / "sib", cache, int8_clips)
         measured: dict[str, _Measured] = {}
         for variant in variants:
-            own = _embed_all(main.engine(variant), cache) if calibrated else None
+            own = (
+                embed_cache_onnx(main.engine(variant), cache, progress=progress, label=variant)
+                if calibrated
+                else None
+            )
             if sibling_cards:
                 validation = sibling_cards[variant].validation.model_copy(
                     update={"source": sibling}
                 )
             elif validating:
-                feats = _embed_all(validating.engine(variant), cache)
+                feats = embed_cache_onnx(
+                    validating.engine(variant), cache, progress=progress, label=f"sibling {variant}"
+                )
                 validation = validate(feats, cache, subjects, sibling)
             else:
                 validation = validate(own, cache, subjects, OWN_MEASUREMENT)

@@ -19,6 +19,7 @@ from models.engine import EmbeddingEngine
 from training.calibration import calibrate
 from training.data.cache import SilhouetteCache
 from training.data.subjects import parse_subjects
+from training.embedding import embed_cache_onnx
 from training.evaluation.open_set import DEFAULT_FARS
 from training.export import ExportError, write_with_card
 
@@ -49,7 +50,7 @@ def recalibrate(
     cache = SilhouetteCache.load(data_root, chosen, progress=progress)
     if len(cache) == 0:
         raise ExportError(f"no sequences for subjects {subjects} under {data_root}")
-    feats = engine.embed_many([cache.sequence(i) for i in range(len(cache))])
+    feats = embed_cache_onnx(engine, cache, progress=progress)
     thresholds, record = calibrate(
         feats, cache.subjects, cache.conditions, cache.views, subjects, fars
     )

@@ -47,6 +47,14 @@ def test_embed_many_keeps_order_across_lengths(tmp_path):
         np.testing.assert_allclose(feat, clip.mean(0), rtol=1e-6)
 
 
+def test_embed_many_reports_each_batch(tmp_path):
+    engine = EmbeddingEngine(reduce_model(tmp_path / "m.onnx"), device="cpu")
+    clips = [np.zeros((n, 64, 44), np.uint8) for n in (3, 9, 3, 3, 9)]
+    batches = []
+    engine.embed_many(clips, batch_size=2, on_batch=batches.append)
+    assert batches == [2, 1, 2]  # three of length 3: 2 + 1; two of length 9: 2
+
+
 @pytest.mark.skipif(
     "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
     reason="checks the fallback where CUDA is absent",

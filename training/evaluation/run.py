@@ -20,7 +20,7 @@ from models.engine import EmbeddingEngine
 from training.checkpoint import model_from_checkpoint
 from training.data.cache import SilhouetteCache
 from training.data.subjects import parse_subjects
-from training.embedding import embed_cache
+from training.embedding import embed_cache, embed_cache_onnx
 from training.evaluation.open_set import OpenSetResult, evaluate_open_set
 from training.evaluation.protocol import METRICS, EvaluationResult, evaluate
 from training.evaluation.report import (
@@ -68,8 +68,7 @@ def evaluate_checkpoint(
     card_thresholds = []
     if Path(model_path).suffix == ".onnx":
         engine = EmbeddingEngine(model_path, device="cuda" if device == "cuda" else "cpu")
-        clips = [cache.sequence(i) for i in range(len(cache))]
-        feats = engine.embed_many(clips, batch_size)
+        feats = embed_cache_onnx(engine, cache, batch_size, progress=progress)
         if engine.card:
             card_thresholds = [(f"card {100 * t.far:g} %", t.score) for t in engine.card.thresholds]
     else:
