@@ -2,7 +2,7 @@
 real clips, one run.
 
     python bench/embed.py --checkpoint runs/…/latest.pt --onnx model.onnx [--int8 model.int8.onnx]
-                          [--data /tmp/casia-b] [--subjects 063-074] [--threads 2]
+                          [--data /tmp/casia-b] [--subjects 051-074] [--threads 2]
 
 Prints per-clip latency (one 30-frame clip; median and p90 of --repeats runs) and throughput
 (clips/s, batches of 8 clips of 30 frames), and each variant's speed-up over PyTorch. When the
@@ -51,7 +51,7 @@ def main() -> int:
     parser.add_argument("--onnx", type=Path, required=True)
     parser.add_argument("--int8", type=Path, default=None)
     parser.add_argument("--data", type=Path, default=Path("/tmp/casia-b"))
-    parser.add_argument("--subjects", default="063-074")
+    parser.add_argument("--subjects", default="051-074")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clips", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=50)

@@ -376,7 +376,7 @@ def export_checkpoint(
     data_root = Path(data_root or config["data"]["root"])
     subjects = subjects or validator["config"]["data"].get("val_subjects")
     if not subjects:
-        raise ExportError("no validation subjects: pass --subjects (e.g. 063-074)")
+        raise ExportError("no validation subjects: pass --subjects (e.g. 051-074)")
     overlap = set(parse_subjects(subjects)) & set(validator["subject_ids"])
     calibrated = not set(parse_subjects(subjects)) & set(state["subject_ids"])
     if overlap:

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from models.card import OWN_MEASUREMENT
+from models.card import OWN_MEASUREMENT, OWN_WEIGHTS
 from models.default import DEFAULT_INT8, DEFAULT_MODEL, default_model_path
 from models.engine import EmbeddingEngine
 
@@ -20,18 +20,23 @@ pytestmark = pytest.mark.skipif(
 def test_the_default_model_loads_with_its_card():
     engine = EmbeddingEngine(DEFAULT_MODEL, device="cpu")
     card = engine.card
-    assert card.net == "convlstm_fusion"
+    assert card.net == "baseline"
     assert card.variant == "fp32"
-    assert card.training.subjects == "001-074"
-    assert card.training.iterations == 4500
+    assert card.training.subjects == "001-050"
+    assert card.training.iterations == 12000
     assert card.training.wall_time_s > 0
     assert "Research derivative of the CASIA Gait Database" in card.licence
-    # trained on every training subject: its figures come from the same recipe trained on 001-062
-    assert card.validation.subjects == "063-074"
-    assert card.validation.source != OWN_MEASUREMENT
+    # its figures and thresholds are its own, on 24 subjects it never trained on
+    assert card.validation.subjects == "051-074"
+    assert card.validation.subject_count == 24
+    assert card.validation.source == OWN_MEASUREMENT
     assert min(card.validation.rank1["cos"].values()) > 50
-    assert card.threshold_at(0.01) is not None
-    assert card.threshold_at(0.001).score > card.threshold_at(0.01).score
+    assert card.calibration.source == OWN_WEIGHTS
+    assert card.calibration.subjects == "051-074"
+    assert card.calibration.impostor_pairs > 1_000_000
+    one, tenth = card.threshold_at(0.01), card.threshold_at(0.001)
+    assert one.far_interval[0] <= 0.01 <= one.far_interval[1]
+    assert tenth.score > one.score
     assert engine.embed(np.zeros((2, 10, 64, 44), np.uint8)).shape == (2, 256, 8)
     assert DEFAULT_MODEL.stat().st_size < 10 * 2**20  # a few MB
 
