@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from training.config import ConfigError
+from training.config import ConfigError, load_config
 from training.data.subjects import parse_subjects
 from training.experiment.spec import load_experiment
 
 REPO = Path(__file__).resolve().parents[3]
 BASE = "name: base\nmodel: {name: convlstm_fusion, channels: [8, 8, 16, 16]}\n"
+
+
+def recipe(config: dict) -> dict:
+    """A dumped config without what names it or where it writes."""
+    config = {k: v for k, v in config.items() if k != "name"}
+    config["run"] = {k: v for k, v in config["run"].items() if k != "out_dir"}
+    return config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -104,28 +112,15 @@ def test_the_default_model_campaign_never_trains_on_its_validation_subjects():
     half = configs["subjects_026"].model_dump()
     assert half["data"].pop("train_subjects") == "001-026"
     assert reference["data"].pop("train_subjects") == "001-050"
-    for config in (half, reference):
-        config.pop("name")
-        config["run"].pop("out_dir")
-    assert half == reference
+    assert recipe(half) == recipe(reference)
 
 
 def test_the_default_model_config_is_the_campaigns_new_default_and_the_shipped_recipe():
-    from training.config import load_config
-
-    def recipe(config: dict) -> dict:
-        """A config without what names it or where it writes."""
-        config = {k: v for k, v in config.items() if k != "name"}
-        config["run"] = {k: v for k, v in config["run"].items() if k != "out_dir"}
-        return config
-
     standalone = load_config(REPO / "configs" / "default_model.yaml").model_dump(mode="json")
     experiment = load_experiment(REPO / "configs" / "experiments" / "default_model.yaml")
     campaign = experiment.config("new_default", Path("out")).model_dump(mode="json")
     assert recipe(standalone) == recipe(campaign)
     card = REPO / "models" / "weights" / "gaitlab-default.onnx.card.json"
     if card.is_file():  # the shipped weights were trained with exactly this recipe
-        import json
-
         shipped = json.loads(card.read_text())["training"]["recipe"]
         assert recipe(shipped) == recipe(standalone)
