@@ -18,7 +18,9 @@ seconds apart, and the medians over the rounds are printed):
   with a copy of the model (same cost, another version): p50 and p99 as the client saw them.
 
 ``--overhead`` measures only the service's own cost: the same requests against the tests' toy
-model (a mean frame, next to free), as identify/s and server CPU (all threads) per request.
+model (a mean frame, next to free), as identify/s and server CPU (all threads) per request,
+beside the floor of any Python ASGI server on this machine (``bench/asgi_floor.py``: a bare
+ASGI app and a one-route FastAPI app, each on h11 and on httptools).
 ``--knobs`` also measures the fp32 server with the defaults undone one setting at a time. The
 request path is profiled in process first (decode, normalise, embed, search).
 """
@@ -27,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -53,7 +57,7 @@ from service.clips import ClipLimits, decode_clip  # noqa: E402
 from service.gallery.store import open_store  # noqa: E402
 from service.recognition import build_index  # noqa: E402
 from tests.helpers import toy_model  # noqa: E402
-from tests.service.live_server import Server  # noqa: E402
+from tests.service.live_server import Server, free_port  # noqa: E402
 from training.data.cache import SilhouetteCache  # noqa: E402
 from training.data.subjects import parse_subjects  # noqa: E402
 
@@ -240,27 +244,63 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def load_cpu(pid: int, url: str, body: Path, requests: int) -> dict:
+    """ApacheBench at 1 and 8 clients against a warm server: rate, p50 and the server's CPU
+    ms per request (all its threads)."""
+    ab(url, body, 50, 1)
+    result = {}
+    for clients in (1, 8):
+        count = requests * clients // 4 + requests
+        before = process_cpu_s(pid)
+        got = ab(url, body, count, clients)
+        result[clients] = {**got, "cpu_ms": 1000 * (process_cpu_s(pid) - before) / count}
+    return result
+
+
 def overhead(data: Path, gallery: str, body: Path, requests: int, scratch: Path) -> dict:
     """The service's own cost per request, with a model that costs next to nothing (the tests'
-    toy model: a mean frame): identify/s and server CPU ms per request at 1 and 8 clients."""
+    toy model: a mean frame), beside the floor of any Python ASGI server here
+    (``bench/asgi_floor.py``): {name: {clients: figures}}."""
     model = toy_model(scratch / "toy.onnx", threshold=0.5)
     data_dir = scratch / "toy"
     build_into_store(
         data, parse_subjects(gallery), ["nm-01", "nm-02", "nm-03", "nm-04"], data_dir, model
     )
+    rows = {}
+    for app, http in itertools.product(("bare", "one_route"), ("h11", "httptools")):
+        port = free_port()
+        command = [sys.executable, "-m", "uvicorn", f"asgi_floor:{app}", "--app-dir", "bench"]
+        command += ["--port", str(port), "--http", http, "--no-access-log"]
+        command += ["--log-level", "warning"]
+        server = subprocess.Popen(command, cwd=REPO)
+        try:
+            wait_for_port(port)
+            url = f"http://127.0.0.1:{port}/identify"
+            name = {"bare": "bare ASGI app", "one_route": "FastAPI, one upload route"}[app]
+            rows[f"{name}, {http}"] = load_cpu(server.pid, url, body, requests)
+        finally:
+            server.terminate()
+            server.wait(20)
     server = Server(model, data_dir, env={"GAITLAB_LOG_FORMAT": "text"}).start(600)
-    url = f"{server.url}/identify?threshold=-1"
-    result = {}
     try:
-        ab(url, body, 50, 1)
-        for clients in (1, 8):
-            before = process_cpu_s(server.process.pid)
-            got = ab(url, body, requests * clients // 4 + requests, clients)
-            spent = process_cpu_s(server.process.pid) - before
-            result[clients] = {**got, "cpu_ms": 1000 * spent / (requests * clients // 4 + requests)}
+        url = f"{server.url}/identify?threshold=-1"
+        rows["the service (toy model), httptools"] = load_cpu(
+            server.process.pid, url, body, requests
+        )
     finally:
         server.stop()
-    return result
+    return rows
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def main() -> int:
@@ -296,11 +336,17 @@ def main() -> int:
         body.write_bytes(multipart(clip))
         if args.overhead:
             got = overhead(args.data, args.gallery, body, args.requests, scratch)
-            print("\n### The service's own cost (toy model: a mean frame)\n")
-            print("| clients | identify/s | p50 ms | server CPU ms per request |")
-            print("|---:|---:|---:|---:|")
-            for clients, row in got.items():
-                print(f"| {clients} | {row['rate']:.0f} | {row['p50']:.0f} | {row['cpu_ms']:.2f} |")
+            print("\n### The service's own cost beside the floor (toy model: a mean frame)\n")
+            print(
+                "| server | 1 client: identify/s | server CPU ms per request | "
+                "8 clients: identify/s | server CPU ms per request |"
+            )
+            print("|---|---:|---:|---:|---:|")
+            for name, row in got.items():
+                print(
+                    f"| {name} | {row[1]['rate']:.0f} | {row[1]['cpu_ms']:.2f} | "
+                    f"{row[8]['rate']:.0f} | {row[8]['cpu_ms']:.2f} |"
+                )
             return 0
         for variant, model in (("fp32", DEFAULT_MODEL), ("int8", DEFAULT_INT8)):
             data_dir = scratch / variant

@@ -22,6 +22,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
 
+    from service.api.transport import JsonErrorsHttpToolsProtocol
     from service.gallery.store import StoreVersionError, open_store
     from service.logs import configure_logging
     from service.main import create_app
@@ -43,6 +44,11 @@ def _run_serve(args: argparse.Namespace) -> int:
             f"{args.host} only (set GAITLAB_ADMIN_KEYS and GAITLAB_CLIENT_KEYS to expose it)"
         )
     uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, log_config=None, access_log=False
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        http=JsonErrorsHttpToolsProtocol,
+        log_config=None,
+        access_log=False,
     )
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -185,6 +186,8 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:
 
 
 def _npy_array(data: bytes, budget: FrameBudget) -> np.ndarray:
+    """The array of an .npy file, its header read once (the budget is charged before any
+    array is made) and its data taken as it is; never unpickled."""
     stream = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(stream)
@@ -193,7 +196,7 @@ def _npy_array(data: bytes, budget: FrameBudget) -> np.ndarray:
             if version == (1, 0)
             else np.lib.format.read_array_header_2_0
         )
-        shape, _, dtype = read_header(stream)
+        shape, fortran_order, dtype = read_header(stream)
     except ValueError as error:
         raise CorruptClipError(f"unreadable .npy array: {error}") from error
     if dtype not in (np.dtype(np.uint8), np.dtype(np.bool_)):
@@ -201,11 +204,14 @@ def _npy_array(data: bytes, budget: FrameBudget) -> np.ndarray:
     if len(shape) != 3:
         raise UnsupportedFormatError(f"arrays must be (frames, H, W); got shape {shape}")
     budget.charge(shape[1], shape[2], shape[0])
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as error:
-        raise CorruptClipError(f"unreadable .npy array: {error}") from error
-    return array.astype(np.uint8) * 255 if array.dtype == np.bool_ else array
+    count, start = math.prod(shape), stream.tell()
+    if len(data) - start < count:  # one byte an element: uint8 or bool
+        raise CorruptClipError(
+            f"unreadable .npy array: {len(data) - start} data bytes for shape {shape}"
+        )
+    flat = np.frombuffer(data, np.uint8, count, offset=start)
+    array = np.ascontiguousarray(flat.reshape(shape, order="F" if fortran_order else "C"))
+    return (array != 0) * np.uint8(255) if dtype == np.bool_ else array
 
 
 def _from_zip(data: bytes, budget: FrameBudget) -> np.ndarray | list[np.ndarray]:

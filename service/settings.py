@@ -36,7 +36,7 @@ class Settings(BaseModel):
     precision: Literal["auto", "fp32", "int8"] = "auto"
     # --- speed (README "Speed"): one thread budget, micro-batching, the search index
     threads: int | None = Field(None, gt=0)  # the model's intra-op threads; None: usable cores
-    spin: bool = True  # model threads busy-wait between runs (ONNX Runtime's default): faster
+    spin: bool = True  # model threads busy-wait within a call (ONNX Runtime's default): faster
     search_threads: int = Field(1, gt=0)  # FAISS's OpenMP threads for one query
     request_threads: int = Field(16, gt=0)  # decoding and search (the request threadpool)
     model_workers: int | None = Field(None, gt=0)  # model calls side by side; None: usable cores

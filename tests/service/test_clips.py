@@ -63,6 +63,16 @@ def test_npy_and_npz(dtype):
     np.testing.assert_array_equal(decode_clip(buffer.getvalue()), masks())
 
 
+def test_npy_in_fortran_order_decodes_as_numpy_reads_it():
+    clip = masks()
+    upload = npy(np.asfortranarray(clip))
+    assert np.load(io.BytesIO(upload)).flags.f_contiguous  # the file really is column-major
+    decoded = decode_clip(upload)
+    np.testing.assert_array_equal(decoded, clip)
+    assert decoded.flags.c_contiguous
+    assert decoded.flags.writeable
+
+
 @pytest.mark.parametrize("fmt", ["GIF", "TIFF"])
 def test_multi_frame_images(fmt):
     clip = masks()

@@ -133,7 +133,7 @@ def test_1_chunked_uploads_are_limited_while_they_stream(server):
     head = (
         f"POST /identify HTTP/1.1\r\nHost: x\r\nX-API-Key: {CLIENT_KEY}\r\n"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        "Content-Length: 300\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
     )
     sock = raw_request(server, head)
     opening = f'--{boundary}\r\nContent-Disposition: form-data; name="clip"; filename="c"\r\n\r\n'
@@ -306,12 +306,30 @@ def test_5_metadata_that_cannot_be_stored_is_refused_before_the_transaction(serv
 def test_6_made_up_methods_add_no_metric_series(server, client):
     before = len(client.get("/metrics").text)
     with httpx.Client(base_url=server.url, timeout=10) as anyone:
-        for n in range(300):
-            anyone.request(f"M{n:05d}X", "/identify")
+        for n in range(300):  # not HTTP methods: the transport refuses them, in the API's shape
+            is_error(anyone.request(f"M{n:05d}X", "/identify"), 400, "bad_request")
+        for method in ("PROPFIND", "MKCOL", "PURGE"):  # real methods no route takes
+            assert anyone.request(method, "/identify").status_code == 405
     text = client.get("/metrics").text
     assert "M00001X" not in text
+    assert "PROPFIND" not in text
     assert 'method="OTHER"' in text
     assert len(text) < before + 5_000
+
+
+def test_6_smuggling_headers_are_refused_before_the_app(server):
+    """Both Content-Length and Transfer-Encoding: which one frames the body is ambiguous
+    (request smuggling), so the transport refuses the request with the API's error shape."""
+    sock = raw_request(
+        server,
+        f"POST /identify HTTP/1.1\r\nHost: x\r\nX-API-Key: {CLIENT_KEY}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\n"
+        "Content-Length: 300\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    status, body = read_response(sock, timeout=10)
+    assert (status, body["error"]) == (400, "bad_request")
+    assert sock.recv(1024) == b""  # and the connection is closed
+    sock.close()
 
 
 def test_7_malformed_numbers_shapes_and_paths_are_4xx(server, client):

@@ -106,10 +106,13 @@ def queries_near(rng, centres, count: int, spread: float = 0.5) -> np.ndarray:
     return queries / np.linalg.norm(queries, axis=1, keepdims=True)
 
 
-def test_a_large_gallery_gets_an_approximate_index_that_agrees_with_exact_search(tmp_path):
+@pytest.mark.parametrize("reduced_dim", [64, 16])  # lists of whole vectors, then reduced ones
+def test_a_large_gallery_gets_an_approximate_index_that_agrees_with_exact_search(
+    tmp_path, reduced_dim
+):
     rng = np.random.default_rng(0)
     ids, subjects, vectors, centres = clustered(rng, 400, 10)
-    policy = IndexPolicy("auto", approximate_from=3000, nprobe=8)
+    policy = IndexPolicy("auto", approximate_from=3000, nprobe=8, reduced_dim=reduced_dim)
     index = GalleryIndex(64, "v", "cpu", policy, centroids_dir=tmp_path)
     index.add(ids, subjects, vectors)
     exact = GalleryIndex(64, "v", "cpu", IndexPolicy("exact"))
@@ -121,7 +124,10 @@ def test_a_large_gallery_gets_an_approximate_index_that_agrees_with_exact_search
     for query in queries_near(rng, centres, 200):
         truth = exact.search(query, 5)
         assert index.search(query, 5, exact=True) == truth  # every list read: exact search
-        agree += index.search(query, 5)[0].subject_id == truth[0].subject_id
+        found = index.search(query, 5)
+        agree += found[0].subject_id == truth[0].subject_id
+        for hit in found:  # the shortlist is scored on the full vectors: exact scores
+            assert hit.score == pytest.approx(float(vectors[hit.sample_id] @ query), abs=1e-5)
     assert agree >= 198
     hit = index.score_subject(vectors[7], subjects[7])
     assert hit.sample_id == 7
