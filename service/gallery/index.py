@@ -7,7 +7,8 @@ version's embeddings; samples are keyed by their store ids.
 
 **Exact** (``IndexFlatIP``) reads every vector for every query: about 1 ms per 1,000 samples
 of 2,048 floats here. Its full vectors are always kept: they are the copy of record (scores,
-``score_subject``, retraining) and answer every ``exact=True`` search.
+``score_subject``, retraining) and answer every ``exact=True`` search. Removing a sample shifts
+the vectors after it (up to about 0.1 s at 100,000 samples, with the lock held).
 
 **Approximate**: a query first finds a shortlist in an IVF index of the vectors projected onto
 their ``reduced_dim`` (128) principal directions (uncentred, so inner products are kept as well
@@ -193,17 +194,18 @@ class GalleryIndex:
             ids = np.asarray(sample_ids, dtype=np.int64)[new]
             vectors = vectors[new]
             subject_ids = [subject_ids[i] for i in new]
-            first = self._vectors.ntotal == 0
-            self._vectors.add_with_ids(vectors, ids)
-            if first and self.policy.wants_lists(len(ids)):
-                self._swap_in(self._lists_of(ids, vectors), len(ids))
+            if self._vectors.ntotal == 0 and self.policy.wants_lists(len(ids)):
+                lists = self._lists_of(ids, vectors)  # first: nothing is added if it fails
+                self._vectors.add_with_ids(vectors, ids)
+                self._swap_in(lists, len(ids))
             else:
+                self._vectors.add_with_ids(vectors, ids)
                 if self._lists is not None:
                     self._lists.add_with_ids(vectors, ids)
                 if self._gpu_index is not None:
                     self._gpu_index.add_with_ids(vectors, ids)
-                if self._replay is not None:
-                    self._replay.append(("add", ids, vectors))
+            if self._replay is not None:  # a retraining is running: its lists need them too
+                self._replay.append(("add", ids, vectors))
             for sample_id, subject_id in zip(map(int, ids), subject_ids, strict=True):
                 self._subject_of[sample_id] = subject_id
                 self._samples_of.setdefault(subject_id, set()).add(sample_id)
@@ -266,12 +268,8 @@ class GalleryIndex:
 
     def _search_lists(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(Lock held.) The best k of the probed lists' shortlist, scored on the full vectors."""
-        params = faiss.SearchParametersPreTransform()
-        params.index_params = faiss.SearchParametersIVF(
-            nprobe=min(self.policy.nprobe, _ivf(self._lists).nlist)
-        )
         wanted = min(self._vectors.ntotal, shortlist_size(k))
-        _, found = self._lists.search(query, wanted, params=params)
+        _, found = self._lists.search(query, wanted, params=self._probe)
         candidates = found[0][found[0] >= 0]
         if len(candidates) == 0:
             return np.empty(0, np.float32), candidates
@@ -306,9 +304,8 @@ class GalleryIndex:
         kept = None
         if self.centroids_dir is not None:
             kept = self.centroids_dir / _lists_name(self.model_version, nlist, reduced)
-        if kept is not None and kept.is_file():
-            lists = faiss.read_index(str(kept))
-        else:
+        lists = _read_kept(kept) if kept is not None and kept.is_file() else None
+        if lists is None:
             picked = np.random.default_rng(0).permutation(len(ids))[: POINTS_PER_LIST * nlist]
             sample = vectors[np.sort(picked)]
             projection = faiss.LinearTransform(self.dim, reduced, False)
@@ -321,8 +318,7 @@ class GalleryIndex:
             lists = faiss.IndexPreTransform(projection, ivf)
             lists.train(sample)
             if kept is not None:
-                kept.parent.mkdir(parents=True, exist_ok=True)
-                faiss.write_index(lists, str(kept))  # trained, empty: projection and centroids
+                _keep(lists, kept)
         lists.add_with_ids(vectors, ids)
         log.info(
             "approximate index built",
@@ -333,6 +329,13 @@ class GalleryIndex:
     def _swap_in(self, lists: faiss.IndexPreTransform, trained_at: int) -> None:
         """(Lock held.) Answer from ``lists`` from now on; a GPU copy of the exact index goes."""
         self._lists, self._trained_at, self._gpu_index = lists, trained_at, None
+        # made once per index (each search reuses them): FAISS's Python objects own each other
+        # only through these references
+        self._probe_ivf = faiss.SearchParametersIVF(
+            nprobe=min(self.policy.nprobe, _ivf(lists).nlist)
+        )
+        self._probe = faiss.SearchParametersPreTransform()
+        self._probe.index_params = self._probe_ivf
 
     def _maybe_retrain(self) -> None:
         """(Lock held.) Start a background (re)training when the gallery outgrew its index."""
@@ -366,6 +369,27 @@ class GalleryIndex:
         finally:
             with self._lock:
                 self._replay, self._retraining = None, None
+
+
+def _read_kept(path: Path) -> faiss.Index | None:
+    """Kept lists, or ``None`` (they are trained again) when the file cannot be read."""
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError:
+        log.warning("kept centroids unreadable; training anew", extra={"path": str(path)})
+        return None
+
+
+def _keep(lists: faiss.IndexPreTransform, path: Path) -> None:
+    """Write the trained, empty lists (projection and centroids) for the next start; a start
+    never reads a half-written file, and a failed write only costs the next start a training."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(lists, str(partial))
+        partial.replace(path)
+    except (OSError, RuntimeError):
+        log.warning("trained centroids not kept", extra={"path": str(path)}, exc_info=True)
 
 
 def _ivf(lists: faiss.IndexPreTransform) -> faiss.IndexIVFFlat:

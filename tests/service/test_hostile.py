@@ -332,6 +332,28 @@ def test_6_smuggling_headers_are_refused_before_the_app(server):
     sock.close()
 
 
+@pytest.mark.parametrize("where", ["header", "url"])
+def test_6_an_endless_request_head_is_refused_early(server, client, where):
+    """llhttp has no limit of its own on a header or the URL: the transport stops at 16 KiB
+    (plus one read) instead of buffering whatever a client keeps sending."""
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    start = b"GET /healthz" + (b"?q=" if where == "url" else b" HTTP/1.1\r\nX-Filler: ")
+    sock.sendall(start)
+    sent = len(start)
+    try:
+        while sent < 50_000_000 and not select.select([sock], [], [], 0)[0]:
+            sock.sendall(b"a" * 65536)
+            sent += 65536
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    status, body = read_response(sock, timeout=10)
+    sock.close()
+    assert (status, body["error"]) == (431, "headers_too_large")
+    assert sent < 5_000_000  # refused near the limit, not after the client gave up
+    # a large but ordinary head still passes
+    assert client.get("/healthz", headers={"X-Filler": "a" * 10_000}).status_code == 200
+
+
 def test_7_malformed_numbers_shapes_and_paths_are_4xx(server, client):
     is_error(client.get("/gallery/subjects", params={"offset": 2**63}), 422, "invalid_request")
     admin = httpx.Client(base_url=server.url, timeout=60, headers=ADMIN)

@@ -134,7 +134,8 @@ def test_a_large_gallery_gets_an_approximate_index_that_agrees_with_exact_search
     assert hit.score == pytest.approx(1.0, abs=1e-5)
     index.remove([7])
     assert index.score_subject(vectors[7], subjects[7]).sample_id != 7
-    assert len(index) == 3999
+    assert index.search(vectors[7], 1)[0].sample_id != 7  # gone from the lists too
+    assert len(index) == index._lists.ntotal == 3999
 
     # the trained centroids were kept: a restart adds the vectors to them, no training
     kept = list(tmp_path.glob("*.ivf"))
@@ -145,6 +146,14 @@ def test_a_large_gallery_gets_an_approximate_index_that_agrees_with_exact_search
     assert again.kind == "approximate"
     assert kept[0].stat().st_mtime_ns == stamp
     assert again.search(vectors[7], 1)[0].sample_id == 7
+
+    # an unreadable kept file is trained again, not a failed start
+    kept[0].write_bytes(b"not an index")
+    third = GalleryIndex(64, "v", "cpu", policy, centroids_dir=tmp_path)
+    third.add(ids, subjects, vectors)
+    assert third.kind == "approximate"
+    assert third.search(vectors[7], 1)[0].sample_id == 7
+    assert kept[0].read_bytes() != b"not an index"
 
 
 def test_a_growing_gallery_switches_to_lists_in_the_background_and_keeps_every_write():
@@ -159,11 +168,13 @@ def test_a_growing_gallery_switches_to_lists_in_the_background_and_keeps_every_w
     index.wait_for_retraining(60)
     assert index.kind == "approximate"
     assert len(index) == 2998
+    assert index._lists.ntotal == 2998  # the writes made during the training were replayed
     for gone in (5, 2700):
         assert index.score_subject(vectors[gone], subjects[gone]).sample_id != gone
-    newest = index.search(vectors[2999], 1, exact=True)[0]
-    assert newest.sample_id == 2999
-    assert newest.score == pytest.approx(1.0, abs=1e-5)
+        assert index.search(vectors[gone], 1)[0].sample_id != gone
+    for found in (index.search(vectors[2999], 1, exact=True)[0], index.search(vectors[2999], 1)[0]):
+        assert found.sample_id == 2999
+        assert found.score == pytest.approx(1.0, abs=1e-5)
 
 
 def test_small_galleries_and_the_exact_policy_stay_exact():
