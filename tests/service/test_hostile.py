@@ -336,9 +336,8 @@ def test_6_smuggling_headers_are_refused_before_the_app(server):
 def test_6_an_endless_request_head_is_refused_early(server, client, where):
     """llhttp has no limit of its own on a header or the URL: the transport stops at 16 KiB
     (plus one read) instead of buffering whatever a client keeps sending."""
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    start = b"GET /healthz" + (b"?q=" if where == "url" else b" HTTP/1.1\r\nX-Filler: ")
-    sock.sendall(start)
+    start = "GET /healthz" + ("?q=" if where == "url" else " HTTP/1.1\r\nX-Filler: ")
+    sock = raw_request(server, start)
     sent = len(start)
     try:
         while sent < 50_000_000 and not select.select([sock], [], [], 0)[0]:
