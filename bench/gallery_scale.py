@@ -10,9 +10,11 @@ policy: index build time (a start-up), build time again with the trained centroi
 restart), resident memory per sample, identify latency (the served default
 embedding one 30-frame clip, then the search: median and p99, ms) with exact (``exact=true``)
 and approximate search, the approximate identify against the smallest gallery's measured
-alongside it (calls alternating: this machine's speed drifts from minute to minute), and top-1
-subject agreement of approximate with exact search. A size
-that would not fit in memory is not measured, and says so.
+alongside it (calls alternating: this machine's speed drifts from minute to minute), top-1
+subject agreement of approximate with exact search, and removal: samples removed one at a time
+until their tombstones are compacted (median ms of one removal, then the compaction's ms, which
+is what every removal cost before tombstones). A size that would not fit in memory is not
+measured, and says so.
 
 Then real embeddings: the served default's embeddings of CASIA-B ``--real-subjects`` (gallery:
 nm-01–04, bg-01, cl-01; probes: nm-05/06, bg-02, cl-02), forced onto the approximate index, and
@@ -84,6 +86,20 @@ def side_by_side_ms(fn, queries, base_fn, base_queries) -> tuple[tuple, tuple]:
     return summary(times), summary(base_times)
 
 
+def removal_ms(index: GalleryIndex, seed: int) -> tuple[float, float, int]:
+    """(median ms of removing one sample, ms of the removal that compacted, removals until it):
+    random samples removed one at a time until the tombstones are compacted."""
+    times = []
+    for sample in np.random.default_rng(seed).permutation(len(index)):
+        held = index.held
+        started = time.perf_counter()
+        index.remove([int(sample)])
+        times.append(time.perf_counter() - started)
+        if index.held < held:
+            break
+    return 1000 * float(np.median(times[:-1])), 1000 * times[-1], len(times)
+
+
 def agreement(index: GalleryIndex, queries: np.ndarray) -> float:
     same = sum(
         index.search(q, 1)[0].subject_id == index.search(q, 1, exact=True)[0].subject_id
@@ -133,9 +149,10 @@ def synthetic(args, engine: EmbeddingEngine, clip: np.ndarray) -> None:
     print(
         "\n| samples | index | lists | build s (start) | build s (restart, kept centroids) "
         "| bytes per sample | identify p50 / p99 ms, exact | approximate | "
-        f"{args.sizes[0]:,} samples alongside | ratio | top-1 agreement |"
+        f"{args.sizes[0]:,} samples alongside | ratio | top-1 agreement | "
+        "remove one sample ms | compaction ms (every n removals) |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     embed = lambda: engine.embed(clip[None])  # noqa: E731
     smallest = None  # (index, queries) of the first size: measured beside every other size
     for size in args.sizes:
@@ -145,7 +162,7 @@ def synthetic(args, engine: EmbeddingEngine, clip: np.ndarray) -> None:
         if needed > free_bytes():
             print(
                 f"| {size:,} | not measured: needs about {needed / 2**30:.0f} GiB, "
-                f"{free_bytes() / 2**30:.0f} GiB available | | | | | | | | | |"
+                f"{free_bytes() / 2**30:.0f} GiB available | | | | | | | | | | | |"
             )
             continue
         with tempfile.TemporaryDirectory() as folder:
@@ -173,12 +190,17 @@ def synthetic(args, engine: EmbeddingEngine, clip: np.ndarray) -> None:
             identify, queries, lambda q, base=smallest[0]: identify(q, index=base), smallest[1]
         )
         agree = agreement(index, queries) if index.kind == "approximate" else 1.0
+        if index is smallest[0]:  # measured beside every other size: keep it whole
+            removal = "–", "–"
+        else:
+            one_ms, compaction_ms, count = removal_ms(index, size + 2)
+            removal = f"{one_ms:.3f}", f"{compaction_ms:.1f} (n = {count:,})"
         print(
             f"| {size:,} | {index.kind} | {index.lists} | {built} | {restart} | "
             f"{per_sample:,.0f} | {exact[0]:.1f} / {exact[1]:.1f} | "
             f"{approximate[0]:.2f} / {approximate[1]:.1f} | "
             f"{alongside[0]:.2f} / {alongside[1]:.1f} | ×{approximate[0] / alongside[0]:.2f} | "
-            f"{100 * agree:.1f} % |"
+            f"{100 * agree:.1f} % | {removal[0]} | {removal[1]} |"
         )
         del index
         gc.collect()

@@ -20,7 +20,9 @@ seconds apart, and the medians over the rounds are printed):
 ``--overhead`` measures only the service's own cost: the same requests against the tests' toy
 model (a mean frame, next to free), as identify/s and server CPU (all threads) per request,
 beside the floor of any Python ASGI server on this machine (``bench/asgi_floor.py``: a bare
-ASGI app and a one-route FastAPI app, each on h11 and on httptools).
+ASGI app and a one-route FastAPI app, each on h11 and on httptools) and beside the service with
+``/identify`` answered without FastAPI (``bench/bare_front.py``); then both fronts again with
+the int8 model, each beside the standalone engine's batch of 8.
 ``--knobs`` also measures the fp32 server with the defaults undone one setting at a time. The
 request path is profiled in process first (decode, normalise, embed, search).
 """
@@ -260,36 +262,50 @@ def load_cpu(pid: int, url: str, body: Path, requests: int) -> dict:
 def overhead(data: Path, gallery: str, body: Path, requests: int, scratch: Path) -> dict:
     """The service's own cost per request, with a model that costs next to nothing (the tests'
     toy model: a mean frame), beside the floor of any Python ASGI server here
-    (``bench/asgi_floor.py``): {name: {clients: figures}}."""
-    model = toy_model(scratch / "toy.onnx", threshold=0.5)
-    data_dir = scratch / "toy"
-    build_into_store(
-        data, parse_subjects(gallery), ["nm-01", "nm-02", "nm-03", "nm-04"], data_dir, model
-    )
+    (``bench/asgi_floor.py``) and beside the service with ``/identify`` answered without
+    FastAPI (``bench/bare_front.py``); then both fronts with int8, each beside the standalone
+    engine's batch of 8 measured just before: {name: {clients: figures}}."""
     rows = {}
     for app, http in itertools.product(("bare", "one_route"), ("h11", "httptools")):
         port = free_port()
         command = [sys.executable, "-m", "uvicorn", f"asgi_floor:{app}", "--app-dir", "bench"]
         command += ["--port", str(port), "--http", http, "--no-access-log"]
         command += ["--log-level", "warning"]
-        server = subprocess.Popen(command, cwd=REPO)
-        try:
-            wait_for_port(port)
-            url = f"http://127.0.0.1:{port}/identify"
-            name = {"bare": "bare ASGI app", "one_route": "FastAPI, one upload route"}[app]
-            rows[f"{name}, {http}"] = load_cpu(server.pid, url, body, requests)
-        finally:
-            server.terminate()
-            server.wait(20)
-    server = Server(model, data_dir, env={"GAITLAB_LOG_FORMAT": "text"}).start(600)
-    try:
-        url = f"{server.url}/identify?threshold=-1"
-        rows["the service (toy model), httptools"] = load_cpu(
-            server.process.pid, url, body, requests
-        )
-    finally:
-        server.stop()
+        name = {"bare": "bare ASGI app", "one_route": "FastAPI, one upload route"}[app]
+        rows[f"{name}, {http}"] = serve_and_load(command, port, "/identify", body, requests)
+    toy = toy_model(scratch / "toy.onnx", threshold=0.5)
+    probe = SilhouetteCache.load(data, parse_subjects("063"), ["nm-05"], 30, progress=False)
+    eight = np.repeat(probe.sequence(0)[None, :30], 8, axis=0)
+    for label, model in (("toy model", toy), ("int8", DEFAULT_INT8)):
+        data_dir = scratch / f"overhead-{label}"
+        conditions = ["nm-01", "nm-02", "nm-03", "nm-04"]
+        build_into_store(data, parse_subjects(gallery), conditions, data_dir, model)
+        engine = EmbeddingEngine(model, device="cpu") if model == DEFAULT_INT8 else None
+        for front in ("the service", "the service, /identify without FastAPI"):
+            port = free_port()
+            if front == "the service":
+                command = [sys.executable, "-m", "gaitlab", "serve", "--device", "cpu"]
+            else:
+                command = [sys.executable, "bench/bare_front.py"]
+            command += ["--port", str(port), "--data-dir", str(data_dir), "--model", str(model)]
+            batch_rate = engine and 8 / timed(lambda e=engine: e.embed(eight), 20)
+            got = serve_and_load(command, port, "/identify?threshold=-1", body, requests)
+            rows[f"{front} ({label}), httptools"] = {**got, "batch_rate": batch_rate}
     return rows
+
+
+def serve_and_load(command: list[str], port: int, path: str, body: Path, requests: int) -> dict:
+    """Start ``command`` (a server on ``port``), load it (``load_cpu``), stop it."""
+    env = {**os.environ, "GAITLAB_LOG_FORMAT": "text", "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port, 600)
+        return load_cpu(server.pid, f"http://127.0.0.1:{port}{path}", body, requests)
+    finally:
+        server.terminate()
+        server.wait(20)
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:
@@ -339,13 +355,16 @@ def main() -> int:
             print("\n### The service's own cost beside the floor (toy model: a mean frame)\n")
             print(
                 "| server | 1 client: identify/s | server CPU ms per request | "
-                "8 clients: identify/s | server CPU ms per request |"
+                "8 clients: identify/s | server CPU ms per request | "
+                "8 clients ÷ standalone batch of 8 |"
             )
-            print("|---|---:|---:|---:|---:|")
+            print("|---|---:|---:|---:|---:|---:|")
             for name, row in got.items():
+                ratio = row.get("batch_rate")
+                ratio = f"×{row[8]['rate'] / ratio:.2f} (of {ratio:.0f}/s)" if ratio else "–"
                 print(
                     f"| {name} | {row[1]['rate']:.0f} | {row[1]['cpu_ms']:.2f} | "
-                    f"{row[8]['rate']:.0f} | {row[8]['cpu_ms']:.2f} |"
+                    f"{row[8]['rate']:.0f} | {row[8]['cpu_ms']:.2f} | {ratio} |"
                 )
             return 0
         for variant, model in (("fp32", DEFAULT_MODEL), ("int8", DEFAULT_INT8)):

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from models.engine import EmbeddingEngine
 from service.api.errors import install_error_handlers
+from service.api.fast_lane import IdentifyLane
 from service.api.gate import RequestGate
 from service.api.observe import install_observation
 from service.api.routes import admin, gallery, health, recognition, web
@@ -151,6 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     routes = [route for router in routers for route in router.routes]
+    # innermost: inside the gate
+    app.add_middleware(IdentifyLane, service=app, routes=routes, count=metrics.error)
     app.add_middleware(RequestGate, settings=settings, routes=routes, count=metrics.error)
     install_observation(app, metrics)  # outermost: sees every request, refused ones included
     return app

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Send
+from starlette.types import Scope, Send
 
 from service.api.schemas import ErrorBody
 from service.errors import ServiceError
@@ -76,15 +76,23 @@ BODY_CUT = "gaitlab.body_cut"
 itself, so whatever the app makes of the cut body is neither sent nor counted."""
 
 
+def error_answer(
+    scope: Scope, status: int, code: str, detail: str, headers: dict | None, count
+) -> JSONResponse:
+    """The answer to an error raised while the app handles a request (the handlers below, the
+    fast lane); counted unless the gate answers the request itself."""
+    if not scope.get(BODY_CUT):
+        count(code)
+    return JSONResponse(status_code=status, content=body(code, detail), headers=headers or None)
+
+
 def install_error_handlers(app: FastAPI, count=lambda code: None) -> None:
     """``count(code)`` is called for every error answer that is sent (the metrics)."""
 
     def answer(
         request: Request, status: int, code: str, detail: str, headers: dict | None = None
     ) -> JSONResponse:
-        if not request.scope.get(BODY_CUT):
-            count(code)
-        return JSONResponse(status_code=status, content=body(code, detail), headers=headers)
+        return error_answer(request.scope, status, code, detail, headers, count)
 
     async def service_error(request: Request, error: ServiceError) -> JSONResponse:
         return answer(request, error.status, error.code, error.detail, error.headers or None)

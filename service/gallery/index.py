@@ -7,8 +7,13 @@ version's embeddings; samples are keyed by their store ids.
 
 **Exact** (``IndexFlatIP``) reads every vector for every query: about 1 ms per 1,000 samples
 of 2,048 floats here. Its full vectors are always kept: they are the copy of record (scores,
-``score_subject``, retraining) and answer every ``exact=True`` search. Removing a sample shifts
-the vectors after it (up to about 0.1 s at 100,000 samples, with the lock held).
+``score_subject``, retraining) and answer every ``exact=True`` search.
+
+**Removal** marks a sample removed (a tombstone): it leaves the answers at once, and searches
+ask for as many more results as there are tombstones and skip them. The vectors themselves go
+in one pass once the tombstones reach ``COMPACT_MIN`` or ``COMPACT_SHARE`` of the gallery:
+removing from a flat index shifts every vector after it (up to 0.1 s at 100,000 samples, with
+the lock held), so one pass for many removals instead of one each (README "Speed").
 
 **Approximate**: a query first finds a shortlist in an IVF index of the vectors projected onto
 their ``reduced_dim`` (128) principal directions (uncentred, so inner products are kept as well
@@ -35,6 +40,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -82,6 +88,8 @@ KMEANS_ITERATIONS = 10  # FAISS's default is 25: 2.5× the training time (README
 REGROW = 4  # retrain when the gallery has grown this many times since the last training
 SHORTLIST_FACTOR = 2  # candidates scored exactly: this many times the samples needed …
 SHORTLIST_MIN = 64  # … and at least this many
+COMPACT_MIN = 256  # removed samples kept as tombstones until there are this many …
+COMPACT_SHARE = 0.01  # … or this share of the vectors held, whichever is more
 
 
 def list_count(samples: int) -> int:
@@ -154,11 +162,18 @@ class GalleryIndex:
         self._subject_of: dict[int, str] = {}
         self._samples_of: dict[str, set[int]] = {}
         self._most = 0  # the most samples any one subject has
+        self._with_size: Counter[int] = Counter()  # samples a subject has → subjects with so many
+        self._removed: set[int] = set()  # tombstones: removed, their vectors still held
         self._lock = threading.Lock()
         self._replay: list[tuple[str, np.ndarray, np.ndarray | None]] | None = None
         self._retraining: threading.Thread | None = None
 
     def __len__(self) -> int:
+        return self._vectors.ntotal - len(self._removed)
+
+    @property
+    def held(self) -> int:
+        """Vectors held: the samples, and removed ones not compacted away yet."""
         return self._vectors.ntotal
 
     @property
@@ -195,6 +210,10 @@ class GalleryIndex:
             ids = np.asarray(sample_ids, dtype=np.int64)[new]
             vectors = vectors[new]
             subject_ids = [subject_ids[i] for i in new]
+            revived = [sample_id for sample_id in map(int, ids) if sample_id in self._removed]
+            if revived:  # an id used again: its old vector goes first
+                self._purge(np.asarray(revived, dtype=np.int64))
+                self._removed.difference_update(revived)
             if self._vectors.ntotal == 0 and self.policy.wants_lists(len(ids)):
                 lists = self._lists_of(ids, vectors)  # first: nothing is added if it fails
                 self._vectors.add_with_ids(vectors, ids)
@@ -209,28 +228,49 @@ class GalleryIndex:
                 self._replay.append(("add", ids, vectors))
             for sample_id, subject_id in zip(map(int, ids), subject_ids, strict=True):
                 self._subject_of[sample_id] = subject_id
-                self._samples_of.setdefault(subject_id, set()).add(sample_id)
-                self._most = max(self._most, len(self._samples_of[subject_id]))
+                samples = self._samples_of.setdefault(subject_id, set())
+                samples.add(sample_id)
+                self._resized(len(samples) - 1, len(samples))
             self._maybe_retrain()
 
     def remove(self, sample_ids: list[int]) -> None:
-        ids = np.asarray(sample_ids, dtype=np.int64)
+        """Tombstones: the samples leave every answer now, their vectors at the next compaction
+        (``COMPACT_MIN``, ``COMPACT_SHARE``; never during a retraining, which snapshots them)."""
         with self._lock:
-            self._vectors.remove_ids(ids)
-            if self._lists is not None:
-                self._lists.remove_ids(ids)
-            if self._gpu_index is not None:
-                # GPU flat indexes cannot remove: copy again
-                self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._vectors)
-            if self._replay is not None:
-                self._replay.append(("remove", ids, None))
             for sample_id in map(int, sample_ids):
                 subject_id = self._subject_of.pop(sample_id, None)
-                samples = self._samples_of.get(subject_id, set())
+                if subject_id is None:
+                    continue
+                self._removed.add(sample_id)
+                samples = self._samples_of[subject_id]
                 samples.discard(sample_id)
+                self._resized(len(samples) + 1, len(samples))
                 if not samples:
-                    self._samples_of.pop(subject_id, None)
-            self._most = max(map(len, self._samples_of.values()), default=0)
+                    del self._samples_of[subject_id]
+            due = max(COMPACT_MIN, COMPACT_SHARE * self._vectors.ntotal)
+            if len(self._removed) >= due and self._replay is None:
+                self._purge(np.fromiter(self._removed, np.int64, len(self._removed)))
+                self._removed.clear()
+
+    def _resized(self, before: int, after: int) -> None:
+        """(Lock held.) A subject went from ``before`` to ``after`` samples (one more or one
+        fewer): ``_most`` follows in constant time, not a pass over every subject."""
+        self._with_size[before] -= 1
+        self._with_size[after] += 1
+        grew = after > self._most
+        if grew or (before == self._most and self._with_size[before] <= 0):
+            self._most = after
+
+    def _purge(self, ids: np.ndarray) -> None:
+        """(Lock held.) Remove these ids' vectors from every structure that holds them."""
+        self._vectors.remove_ids(ids)
+        if self._lists is not None:
+            self._lists.remove_ids(ids)
+        if self._gpu_index is not None:
+            # GPU flat indexes cannot remove: copy again
+            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._vectors)
+        if self._replay is not None:  # the lists being trained hold them too
+            self._replay.append(("remove", ids, None))
 
     def search(self, query: np.ndarray, top_k: int, exact: bool = False) -> list[SubjectHit]:
         """The ``top_k`` best subjects for one query vector [dim], each by its best sample.
@@ -243,7 +283,7 @@ class GalleryIndex:
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
         faiss.omp_set_num_threads(self.policy.threads)  # per thread: set where it searches
         with self._lock:
-            total = self._vectors.ntotal
+            total = len(self)
             if total == 0:
                 return []
             needed = min(total, (top_k - 1) * self._most + 1)
@@ -253,13 +293,15 @@ class GalleryIndex:
                 scores, ids = self._search_lists(query, needed)
             best: dict[str, SubjectHit] = {}
             for score, sample_id in zip(scores, ids, strict=True):
-                subject = self._subject_of[int(sample_id)]
-                if subject not in best:  # results come best first
+                subject = self._subject_of.get(int(sample_id))  # None: a tombstone
+                if subject is not None and subject not in best:  # results come best first
                     best[subject] = SubjectHit(subject, int(sample_id), float(score))
             return list(best.values())[:top_k]
 
     def _search_exact(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Lock held.) Scores float32 [≤ k] and ids int64 [≤ k] of every vector's best k."""
+        """(Lock held.) Scores float32 and ids int64 of the best k samples, best first; with
+        tombstones among them when there are some (as many more are asked for)."""
+        k = min(self._vectors.ntotal, k + len(self._removed))
         if self._gpu_index is not None and k <= GPU_MAX_K:
             scores, ids = self._gpu_index.search(query, k)
         else:
@@ -268,10 +310,15 @@ class GalleryIndex:
         return scores[0][found], ids[0][found]
 
     def _search_lists(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Lock held.) The best k of the probed lists' shortlist, scored on the full vectors."""
-        wanted = min(self._vectors.ntotal, shortlist_size(k))
+        """(Lock held.) The best k of the probed lists' shortlist, scored on the full vectors;
+        tombstones are left out."""
+        shortlist = shortlist_size(k)
+        wanted = min(self._vectors.ntotal, shortlist + len(self._removed))
         _, found = self._lists.search(query, wanted, params=self._probe)
         candidates = found[0][found[0] >= 0]
+        if self._removed:  # best first: the shortlist is the first that are not tombstones
+            live = [int(c) not in self._removed for c in candidates]
+            candidates = candidates[live][:shortlist]
         if len(candidates) == 0:
             return np.empty(0, np.float32), candidates
         scores = self._vectors.reconstruct_batch(candidates) @ query[0]
@@ -340,7 +387,7 @@ class GalleryIndex:
 
     def _maybe_retrain(self) -> None:
         """(Lock held.) Start a background (re)training when the gallery outgrew its index."""
-        total = self._vectors.ntotal
+        total = len(self)
         due = self.policy.wants_lists(total) and (
             self._trained_at == 0 or total >= REGROW * self._trained_at
         )
@@ -355,6 +402,9 @@ class GalleryIndex:
         try:
             with self._lock:  # writes from here on are replayed onto the new index
                 ids, vectors = _contents(self._vectors)
+                if self._removed:  # tombstones stay out of the new lists
+                    kept = ~np.isin(ids, np.fromiter(self._removed, np.int64))
+                    ids, vectors = ids[kept], vectors[kept]
                 self._replay = []
             lists = self._lists_of(ids, vectors)
             del vectors

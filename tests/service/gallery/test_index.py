@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 
 from models.scoring import part_normalise, similarity
-from service.gallery.index import MIN_TRAINING, GalleryIndex, IndexPolicy, list_count
+from service.gallery.index import (
+    COMPACT_MIN,
+    MIN_TRAINING,
+    GalleryIndex,
+    IndexPolicy,
+    list_count,
+)
 
 
 def gallery(rng, subjects=20, per_subject=5, c=16, p=4):
@@ -100,6 +107,16 @@ def clustered(rng, subjects: int, per_subject: int, dim: int = 64, spread: float
     return np.arange(len(owner)), [f"s{i}" for i in owner], vectors, centres
 
 
+def list_ids(index: GalleryIndex) -> set[int]:
+    """The sample ids the approximate index's lists hold (tombstones included)."""
+    ivf = faiss.extract_index_ivf(index._lists)
+    found = set()
+    for number in range(ivf.nlist):
+        size = ivf.invlists.list_size(number)
+        found.update(faiss.rev_swig_ptr(ivf.invlists.get_ids(number), size).tolist())
+    return found
+
+
 def queries_near(rng, centres, count: int, spread: float = 0.5) -> np.ndarray:
     picked = centres[rng.integers(len(centres), size=count)]
     queries = picked + spread * rng.standard_normal(picked.shape).astype(np.float32)
@@ -134,8 +151,9 @@ def test_a_large_gallery_gets_an_approximate_index_that_agrees_with_exact_search
     assert hit.score == pytest.approx(1.0, abs=1e-5)
     index.remove([7])
     assert index.score_subject(vectors[7], subjects[7]).sample_id != 7
-    assert index.search(vectors[7], 1)[0].sample_id != 7  # gone from the lists too
-    assert len(index) == index._lists.ntotal == 3999
+    assert index.search(vectors[7], 1)[0].sample_id != 7  # gone from the lists' answers too
+    assert len(index) == 3999
+    assert list_ids(index) - index._removed == set(range(4000)) - {7}
 
     # the trained centroids were kept: a restart adds the vectors to them, no training
     kept = list(tmp_path.glob("*.ivf"))
@@ -168,7 +186,8 @@ def test_a_growing_gallery_switches_to_lists_in_the_background_and_keeps_every_w
     index.wait_for_retraining(60)
     assert index.kind == "approximate"
     assert len(index) == 2998
-    assert index._lists.ntotal == 2998  # the writes made during the training were replayed
+    # the writes made during the training were replayed: the lists hold every sample
+    assert list_ids(index) - index._removed == set(range(3000)) - {5, 2700}
     for gone in (5, 2700):
         assert index.score_subject(vectors[gone], subjects[gone]).sample_id != gone
         assert index.search(vectors[gone], 1)[0].sample_id != gone
@@ -187,3 +206,86 @@ def test_small_galleries_and_the_exact_policy_stay_exact():
     index.add(ids, subjects, vectors)  # 1,000 samples: too few to train lists
     assert index.kind == "exact"
     assert index.lists == 0
+
+
+# --- removal: tombstones, compacted in one pass
+
+
+def test_removed_samples_leave_every_answer_at_once_and_their_vectors_in_one_pass():
+    rng = np.random.default_rng(3)
+    ids, subjects, vectors, _ = clustered(rng, 100, 10)  # 1,000 samples
+    index = GalleryIndex(64, "v", "cpu", IndexPolicy("exact"))
+    index.add(ids, subjects, vectors)
+    gone = list(range(0, 2 * (COMPACT_MIN - 1), 2))  # one short of a compaction
+    index.remove(gone)
+    assert len(index) == 1000 - len(gone)
+    assert index.held == 1000  # tombstones: the vectors are still there
+    for sample in gone[:20]:
+        query = vectors[sample]
+        for exact in (True, False):
+            assert sample not in {h.sample_id for h in index.search(query, 100, exact)}
+        best = index.search(query, 1)[0]  # the next best sample, not nothing
+        assert best.score == pytest.approx(max(vectors[np.setdiff1d(ids, gone)] @ query))
+    index.remove([gone[0]])  # removing twice counts once
+    assert len(index) == 1000 - len(gone)
+    index.remove([1])  # the tombstone that reaches COMPACT_MIN: every vector goes, in one pass
+    assert index.held == len(index) == 1000 - len(gone) - 1
+    assert index._removed == set()
+    assert 1 not in {h.sample_id for h in index.search(vectors[1], 100)}
+
+
+def test_a_removed_id_added_again_answers_with_its_new_vector():
+    index = GalleryIndex(4, "v1")
+    vectors = np.eye(4, dtype=np.float32)
+    index.add(np.array([1, 2]), ["a", "b"], vectors[:2])
+    index.remove([2])
+    index.add(np.array([2]), ["c"], vectors[3:4])  # a store may hand out an id again
+    assert len(index) == index.held == 2
+    hit = index.search(vectors[3], 1)[0]
+    assert (hit.subject_id, hit.sample_id, hit.score) == ("c", 2, pytest.approx(1.0))
+    assert index.score_subject(vectors[1], "b") is None
+
+
+def test_tombstones_stay_out_of_the_approximate_answers_and_of_a_retraining():
+    rng = np.random.default_rng(4)
+    ids, subjects, vectors, centres = clustered(rng, 300, 10)
+    policy = IndexPolicy("approximate", nprobe=8)
+    index = GalleryIndex(64, "v", "cpu", policy)
+    index.add(ids[:2500], subjects[:2500], vectors[:2500])
+    gone = list(range(0, 200, 2))
+    index.remove(gone)
+    assert index.held == 2500
+    assert len(index) == 2400
+    for sample in gone[:20]:
+        assert sample not in {h.sample_id for h in index.search(vectors[sample], 50)}
+    exact = GalleryIndex(64, "v", "cpu", IndexPolicy("exact"))
+    kept = np.setdiff1d(ids[:2500], gone)
+    exact.add(kept, [subjects[i] for i in kept], vectors[kept])
+    for query in queries_near(rng, centres, 50):
+        assert index.search(query, 5, exact=True) == exact.search(query, 5)
+    index._trained_at = 1  # due for a retraining at the next addition
+    index.add(ids[2500:], subjects[2500:], vectors[2500:])
+    index.wait_for_retraining(60)
+    assert index._trained_at > 1  # it retrained
+    assert not list_ids(index) & set(gone)  # the new lists were built without the tombstones
+    assert list_ids(index) - index._removed == set(range(3000)) - set(gone)
+
+
+def test_the_largest_subject_is_followed_through_additions_and_removals():
+    rng = np.random.default_rng(5)
+    index = GalleryIndex(4, "v1", "cpu", IndexPolicy("exact"))
+    owners: dict[int, str] = {}
+    for step in range(400):
+        if owners and rng.random() < 0.45:
+            gone = [
+                int(i) for i in rng.choice(list(owners), size=min(3, len(owners)), replace=False)
+            ]
+            index.remove(gone)
+            for sample in gone:
+                del owners[sample]
+        else:
+            subject = f"s{rng.integers(6)}"
+            index.add(np.array([step + 1000]), [subject], rng.random((1, 4)).astype(np.float32))
+            owners[step + 1000] = subject
+        sizes = [list(owners.values()).count(s) for s in set(owners.values())]
+        assert index._most == max(sizes, default=0)  # what bounds the search's depth
