@@ -34,14 +34,16 @@ from service.errors import ServiceError
 
 LANE_MAX_BODY = 1024 * 1024  # larger uploads: FastAPI spools them to disk as they arrive
 PATH = "/identify"
-_BOUNDARY = re.compile(
-    rb'multipart/form-data;\s*boundary=(?:"([^"]{1,70})"|([^";\s]{1,70}))$', re.I
+_BOUNDARY = re.compile(  # a quoted boundary with backslash escapes: FastAPI's
+    rb'multipart/form-data;\s*boundary=(?:"([^"\\]{1,70})"|([^";\s]{1,70}))$', re.I
 )
-_FILE_PART = re.compile(
-    rb'content-disposition: form-data; name="clip"; filename="[^"\r\n]+"'
-    rb"(?:\r\ncontent-type: [\x21-\x7e]+(?:; ?[\x20-\x7e]*)?)?",
-    re.I,
+# the part's head, line by line: every pattern matches in one pass (no backtracking on what a
+# client sends), and only the header names are matched without regard to case, as Starlette
+MAX_PART_HEAD = 1024
+_DISPOSITION = re.compile(
+    rb'(?i:content-disposition): form-data; name="clip"; filename="[^"\r\n]+"'
 )
+_PART_TYPE = re.compile(rb"(?i:content-type): [\x21-\x3a\x3c-\x7e]+(?:;[\x20-\x7e]*)?")
 _INTEGER = re.compile(r"[1-9][0-9]{0,2}")
 _DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,2})(?:\.[0-9]{1,12})?")
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
@@ -93,8 +95,13 @@ def single_clip(body: bytes, boundary: bytes) -> bytes | None:
     end = body.find(closing, len(opening))
     if end < 0 or body[end + len(closing) :] not in (b"", b"\r\n"):
         return None
-    head_end = body.find(b"\r\n\r\n", len(opening), end)
-    if head_end < 0 or not _FILE_PART.fullmatch(body, len(opening), head_end):
+    head_end = body.find(b"\r\n\r\n", len(opening), min(end, len(opening) + MAX_PART_HEAD))
+    if head_end < 0:
+        return None
+    lines = body[len(opening) : head_end].split(b"\r\n")
+    if len(lines) > 2 or not _DISPOSITION.fullmatch(lines[0]):
+        return None
+    if len(lines) == 2 and not _PART_TYPE.fullmatch(lines[1]):
         return None
     clip = body[head_end + 4 : end]
     if b"\r\n--" + boundary in clip:  # a second part
@@ -117,12 +124,13 @@ class IdentifyLane:
         if query is None:
             await self.app(scope, receive, send)
             return
+        scope["route"] = self.route  # the metrics label it (refusals too) as the route would
         body, complete = await _whole_body(receive)
         clip = single_clip(body, boundary) if complete else None
         if clip is None or len(clip) > self.service.state.settings.max_upload_bytes:
+            del scope["route"]  # FastAPI's router sets it
             await self.app(scope, _replay(body, complete, receive), send)
             return
-        scope["route"] = self.route  # the metrics label it as the route would
         recognizer = self.service.state.recognizer
         try:
             result = await run_in_threadpool(

@@ -317,8 +317,8 @@ class GalleryIndex:
         _, found = self._lists.search(query, wanted, params=self._probe)
         candidates = found[0][found[0] >= 0]
         if self._removed:  # best first: the shortlist is the first that are not tombstones
-            live = [int(c) not in self._removed for c in candidates]
-            candidates = candidates[live][:shortlist]
+            tombstones = np.fromiter(self._removed, np.int64, len(self._removed))
+            candidates = candidates[~np.isin(candidates, tombstones)][:shortlist]
         if len(candidates) == 0:
             return np.empty(0, np.float32), candidates
         scores = self._vectors.reconstruct_batch(candidates) @ query[0]

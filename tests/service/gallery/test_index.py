@@ -289,3 +289,21 @@ def test_the_largest_subject_is_followed_through_additions_and_removals():
             owners[step + 1000] = subject
         sizes = [list(owners.values()).count(s) for s in set(owners.values())]
         assert index._most == max(sizes, default=0)  # what bounds the search's depth
+
+
+def test_no_compaction_while_a_retraining_snapshots_and_ids_added_again_are_replayed():
+    rng = np.random.default_rng(6)
+    ids, subjects, vectors, _ = clustered(rng, 60, 10)
+    index = GalleryIndex(64, "v", "cpu", IndexPolicy("exact"))
+    index.add(ids, subjects, vectors)
+    index._replay = []  # as while a retraining runs: its snapshot holds the vectors
+    index.remove(list(range(COMPACT_MIN)))
+    assert index.held == 600  # compaction waits for the retraining's end
+    assert len(index) == 600 - COMPACT_MIN
+    index.add(np.array([3]), ["new"], vectors[400:401])  # id 3 again, another vector
+    assert [action for action, *_ in index._replay] == ["remove", "add"]  # in that order
+    hit = index.search(vectors[400], 2, exact=True)
+    assert {(h.subject_id, h.sample_id) for h in hit} == {("new", 3), (subjects[400], 400)}
+    index._replay = None
+    index.remove([COMPACT_MIN])  # the next removal compacts
+    assert index.held == len(index) == 600 - COMPACT_MIN
