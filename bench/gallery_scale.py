@@ -131,11 +131,12 @@ def build(size: int, per_subject: int, kept: Path) -> tuple[GalleryIndex, float,
     """(index, build s, resident bytes per sample): the gallery built as a start builds it."""
     gc.collect()
     before = rss_bytes()
-    parts = list(chunks(size, per_subject))
-    ids = np.concatenate([part[0] for part in parts])
-    names = [name for part in parts for name in part[1]]
-    vectors = np.concatenate([part[2] for part in parts])
-    del parts
+    ids = np.arange(size)
+    names: list[str] = []
+    vectors = np.empty((size, DIM), np.float32)  # filled in place: one copy of the vectors
+    for part_ids, part_names, part_vectors in chunks(size, per_subject):
+        vectors[part_ids] = part_vectors
+        names += part_names
     started = time.perf_counter()
     index = GalleryIndex(DIM, "bench", "cpu", IndexPolicy("auto"), kept)
     index.add(ids, names, vectors)

@@ -207,9 +207,10 @@ class GalleryIndex:
                    if sample_id not in self._subject_of]  # fmt: skip
             if not new:
                 return
-            ids = np.asarray(sample_ids, dtype=np.int64)[new]
-            vectors = vectors[new]
-            subject_ids = [subject_ids[i] for i in new]
+            ids = np.asarray(sample_ids, dtype=np.int64)
+            if len(new) < len(ids):  # only then a copy: a start adds every vector at once
+                ids, vectors = ids[new], vectors[new]
+                subject_ids = [subject_ids[i] for i in new]
             revived = [sample_id for sample_id in map(int, ids) if sample_id in self._removed]
             if revived:  # an id used again: its old vector goes first
                 self._purge(np.asarray(revived, dtype=np.int64))
