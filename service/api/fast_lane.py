@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.auth import PASSED
 from service.api.errors import error_answer
-from service.api.schemas import Hit, IdentifyResponse
+from service.api.schemas import IdentifyResponse
 from service.errors import ServiceError
 
 LANE_MAX_BODY = 1024 * 1024  # larger uploads: FastAPI spools them to disk as they arrive
@@ -142,17 +142,8 @@ class IdentifyLane:
             )
             await answer(scope, receive, send)
             return
-        found = IdentifyResponse(
-            decision=result.decision,
-            threshold=result.threshold,
-            hits=[
-                Hit(subject_id=h.subject_id, sample_id=h.sample_id, score=h.score)
-                for h in result.hits
-            ],
-            frames=result.frames,
-            model_version=result.model_version,
-        )
-        answer = Response(found.model_dump_json(), media_type="application/json")
+        found = IdentifyResponse.of(result).model_dump_json()
+        answer = Response(found, media_type="application/json")
         await answer(scope, receive, send)
 
     def _boundary(self, scope: Scope) -> bytes | None:

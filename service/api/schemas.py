@@ -26,6 +26,21 @@ class IdentifyResponse(BaseModel):
     model_version: str
     probe: ProbePictures | None = None  # with ?pictures=true
 
+    @classmethod
+    def of(cls, result, probe: ProbePictures | None = None) -> IdentifyResponse:
+        """From a ``service.recognition.Identification`` (the route's and the fast lane's)."""
+        return cls(
+            decision=result.decision,
+            threshold=result.threshold,
+            hits=[
+                Hit(subject_id=h.subject_id, sample_id=h.sample_id, score=h.score)
+                for h in result.hits
+            ],
+            frames=result.frames,
+            model_version=result.model_version,
+            probe=probe,
+        )
+
 
 class VerifyResponse(BaseModel):
     subject_id: str

@@ -250,7 +250,7 @@ class GalleryIndex:
                     del self._samples_of[subject_id]
             due = max(COMPACT_MIN, COMPACT_SHARE * self._vectors.ntotal)
             if len(self._removed) >= due and self._replay is None:
-                self._purge(np.fromiter(self._removed, np.int64, len(self._removed)))
+                self._purge(self._tombstones())
                 self._removed.clear()
 
     def _resized(self, before: int, after: int) -> None:
@@ -261,6 +261,10 @@ class GalleryIndex:
         grew = after > self._most
         if grew or (before == self._most and self._with_size[before] <= 0):
             self._most = after
+
+    def _tombstones(self) -> np.ndarray:
+        """(Lock held.) The removed ids whose vectors are still held: int64 [t]."""
+        return np.fromiter(self._removed, np.int64, len(self._removed))
 
     def _purge(self, ids: np.ndarray) -> None:
         """(Lock held.) Remove these ids' vectors from every structure that holds them."""
@@ -318,8 +322,7 @@ class GalleryIndex:
         _, found = self._lists.search(query, wanted, params=self._probe)
         candidates = found[0][found[0] >= 0]
         if self._removed:  # best first: the shortlist is the first that are not tombstones
-            tombstones = np.fromiter(self._removed, np.int64, len(self._removed))
-            candidates = candidates[~np.isin(candidates, tombstones)][:shortlist]
+            candidates = candidates[~np.isin(candidates, self._tombstones())][:shortlist]
         if len(candidates) == 0:
             return np.empty(0, np.float32), candidates
         scores = self._vectors.reconstruct_batch(candidates) @ query[0]
@@ -404,7 +407,7 @@ class GalleryIndex:
             with self._lock:  # writes from here on are replayed onto the new index
                 ids, vectors = _contents(self._vectors)
                 if self._removed:  # tombstones stay out of the new lists
-                    kept = ~np.isin(ids, np.fromiter(self._removed, np.int64))
+                    kept = ~np.isin(ids, self._tombstones())
                     ids, vectors = ids[kept], vectors[kept]
                 self._replay = []
             lists = self._lists_of(ids, vectors)

@@ -12,7 +12,7 @@ from service.api.auth import CLIENT
 from service.api.deps import SUBJECT_ID, RecognizerDep, SettingsDep, read_upload
 from service.api.errors import error_responses
 from service.api.gate import BODY_ONE_CLIP, EMBEDS
-from service.api.schemas import Hit, IdentifyResponse, ProbePictures, VerifyResponse
+from service.api.schemas import IdentifyResponse, ProbePictures, VerifyResponse
 from service.pictures import render
 
 router = APIRouter(
@@ -40,16 +40,8 @@ async def identify(
     its score passes the threshold (default: the model card's 1 % FAR threshold), else null."""
     data = await read_upload(clip, settings)
     result = await run_in_threadpool(recognizer.identify, data, top_k, threshold, exact)
-    return IdentifyResponse(
-        decision=result.decision,
-        threshold=result.threshold,
-        hits=[
-            Hit(subject_id=h.subject_id, sample_id=h.sample_id, score=h.score) for h in result.hits
-        ],
-        frames=result.frames,
-        model_version=result.model_version,
-        probe=await run_in_threadpool(probe_pictures, result.silhouettes) if pictures else None,
-    )
+    pictured = await run_in_threadpool(probe_pictures, result.silhouettes) if pictures else None
+    return IdentifyResponse.of(result, pictured)
 
 
 @router.post("/verify", response_model=VerifyResponse, responses=error_responses(404))
