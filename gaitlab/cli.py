@@ -100,8 +100,11 @@ def _run_gallery_build(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if report.fallback:
+        print(f"warning: {report.fallback}", file=sys.stderr)
     print(
         f"enrolled {report.sequences} sequences of {report.subjects} subjects "
         f"({report.skipped} left out: shorter than {args.min_frames} frames, empty or unreadable)"
+        + (f" with {report.model_version}" if report.model_version else "")
     )
     return 0

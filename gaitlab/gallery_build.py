@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.batching import equal_length_batches
-from models.engine import EmbeddingEngine
+from models.proof import open_proven
 from models.scoring import part_normalise
 from training.data.cache import SilhouetteCache
 
@@ -36,6 +36,8 @@ class BuildReport:
     sequences: int  # enrolled
     subjects: int
     skipped: int  # too short, empty or unreadable
+    model_version: str | None = None  # the model that embedded them (into a store)
+    fallback: str | None = None  # why the model asked for was refused here (models.proof)
 
 
 def _load(
@@ -58,8 +60,9 @@ def build_into_store(
 ) -> BuildReport:
     from service.gallery.store import open_store
 
+    serving = open_proven(model)  # what the service would serve from this model, on this CPU
+    engine = serving.engine
     cache = _load(tree, subjects, conditions, min_frames)
-    engine = EmbeddingEngine(model)
     store = open_store(Path(data_dir) / "gallery.db")
     try:
         bar = tqdm(total=len(cache), desc="enrolling", unit="seq")
@@ -80,7 +83,13 @@ def build_into_store(
         bar.close()
     finally:
         store.close()
-    return BuildReport(len(cache), len(set(cache.subjects)), len(cache.skipped))
+    return BuildReport(
+        len(cache),
+        len(set(cache.subjects)),
+        len(cache.skipped),
+        engine.version,
+        serving.fallback_reason,
+    )
 
 
 def build_through_api(

@@ -9,9 +9,11 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.contract import FRAME_HEIGHT, MODEL_WIDTH
+from models.reference import decode_array, decode_clips, encode_array, encode_clips
 
 METADATA_KEY = "gaitlab.model_card"
 CARD_SUFFIX = ".card.json"
@@ -114,6 +116,47 @@ class Calibration(_Strict):
     score: str = "mean part cosine similarity (models.scoring.similarity), the service's score"
 
 
+PROOF_BOUND = 0.999
+"""The least agreement (mean part cosine with the fp32 model's embedding) an engine must reach on
+every reference clip to serve a model (``models.proof``)."""
+
+
+class ReferenceEmbeddings(_Strict):
+    """Reference clips and the fp32 model's embeddings of them, computed at export. Every engine
+    that serves the model (fp32 or int8, on whatever CPU or GPU) must reproduce them to within
+    ``bound`` before it answers a request (``models.proof``)."""
+
+    source: str = "synthetic walkers (models.reference.reference_clips), embedded by fp32 at export"
+    clips_shape: tuple[int, int, int, int]  # [n, frames, 64, 44]
+    clips: str = Field(repr=False, description="the 0/255 clips' bits, base64")
+    embeddings_shape: tuple[int, int, int]  # [n, c, p]
+    embeddings: str = Field(
+        repr=False, description="the fp32 model's embeddings, float32 little-endian, base64"
+    )
+    bound: float = Field(PROOF_BOUND, gt=0, le=1)
+
+    @classmethod
+    def of(
+        cls, clips: np.ndarray, embeddings: np.ndarray, bound: float = PROOF_BOUND
+    ) -> ReferenceEmbeddings:
+        """In clips: uint8 [n, T, 64, 44] (0/255); embeddings: float32 [n, c, p]."""
+        return cls(
+            clips_shape=clips.shape,
+            clips=encode_clips(clips),
+            embeddings_shape=embeddings.shape,
+            embeddings=encode_array(embeddings),
+            bound=bound,
+        )
+
+    def clip_array(self) -> np.ndarray:
+        """uint8 [n, T, 64, 44]."""
+        return decode_clips(self.clips, self.clips_shape)
+
+    def expected(self) -> np.ndarray:
+        """float32 [n, c, p]."""
+        return decode_array(self.embeddings, self.embeddings_shape)
+
+
 class TrainingRecord(_Strict):
     data: str = "CASIA-B (OpenGait pkl), research use only"
     subjects: str
@@ -142,6 +185,17 @@ class ModelCard(_Strict):
         "Automation, Chinese Academy of Sciences: for research use only."
     )
     contract_version: int = 1
+    reference: ReferenceEmbeddings | None = Field(
+        None,
+        description="clips and the fp32 model's embeddings of them: what any engine serving this "
+        "model must reproduce (None on cards older than this field: such a model is unproven)",
+    )
+    quantization: str | None = Field(
+        None, description="an int8 variant's quantisation format (None: not quantised)"
+    )
+    quantized_from: str | None = Field(
+        None, description="an int8 variant's fp32 model (its version): where to fall back"
+    )
     cpu_default: str | None = Field(
         None,
         description="an int8 variant's case for being served by default on a CPU: its measured "
@@ -153,6 +207,10 @@ class ModelCard(_Strict):
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
+
+    def public(self) -> dict:
+        """The card as JSON values without the reference clips and embeddings (about 90 KB)."""
+        return self.model_dump(mode="json", exclude={"reference"})
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:

@@ -75,6 +75,23 @@ def read_card(session: ort.InferenceSession, path: Path) -> ModelCard | None:
         raise ModelContractError(f"{path}: unreadable model card: {error}") from error
 
 
+def read_card_file(path: Path) -> ModelCard | None:
+    """The card of the model file ``path`` without preparing it to run: from the file beside
+    it, else from the ONNX metadata (a session with no graph optimisation)."""
+    if card_path(path).exists():
+        try:
+            return ModelCard.from_json(card_path(path).read_text())
+        except ValueError as error:
+            raise ModelContractError(f"{path}: unreadable model card: {error}") from error
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(str(path), options, providers=[CPU])
+    except Exception as error:  # onnxruntime raises its own types for corrupt files
+        raise ModelContractError(f"{path}: not a loadable ONNX model: {error}") from error
+    return read_card(session, path)
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """How to run a model: device (``auto``, ``cpu``, ``cuda``), intra-op threads (``None``:

@@ -2,7 +2,10 @@
 the gallery store and the index once, and closes the store on shutdown.
 
 Which model serves at start: the one last activated on this gallery (recorded in the store) if
-its file is still there, else ``settings.model``, else the shipped default. If ``settings.model``
+its file is still there, else ``settings.model``, else the shipped default. It must prove itself
+on this machine first (``models.proof``): an int8 variant that does not reproduce its fp32
+reference gives way to its fp32 model, with a log line and ``/readyz`` and ``/model`` saying
+why; a model that fails with nothing to fall back to stops the start. If ``settings.model``
 names a model other than the one that came up, a refresh to it starts in the background.
 """
 
@@ -14,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from models.engine import EmbeddingEngine
+from models.proof import open_proven
 from service.api.errors import install_error_handlers
 from service.api.fast_lane import IdentifyLane
 from service.api.gate import RequestGate
@@ -84,7 +88,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "the database: copy it into the models folder, or activate another model"
             )
         start = start or settings.model or settings.default_model()
-        engine = settings.engine_options.open(start)
+        serving = open_proven(start, settings.engine_options)  # or falls back to fp32, or raises
+        engine, start = serving.engine, serving.engine.path
+        if serving.refused and settings.database_url and recorded not in (None, engine.version):
+            raise RuntimeError(
+                f"{serving.fallback_reason}; but replicas share one model ({recorded}): activate "
+                "its fp32 model for the gallery, or run this replica on a CPU where it holds"
+            )
         batcher = EmbedBatcher(
             settings.batch_max,
             settings.batch_wait_ms / 1000,
@@ -108,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if active is None or embedded_model_lost:
             recognizer.activate(engine, start)
         refresher = ModelRefresher(recognizer, settings.models_dir, settings.engine_options)
-        app.state.settings, app.state.metrics = settings, metrics
+        app.state.settings, app.state.metrics, app.state.serving = settings, metrics, serving
         app.state.recognizer, app.state.refresher = recognizer, refresher
         app.state.self_test = self_test = SelfTest(recognizer, settings.self_test_interval_s)
         self_test.start()
@@ -128,6 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "model_version": engine.version,
                 "model": str(start),
                 "provider": engine.provider,
+                "proof": serving.proof.detail,
+                "fallback": serving.fallback_reason,
                 "gallery_samples": len(recognizer.index),
                 "auth": "api keys" if settings.auth_enabled else "off (loopback only)",
             },

@@ -27,6 +27,7 @@ from typing import Literal
 
 from models.card import card_path
 from models.engine import EmbeddingEngine, EngineOptions, ModelContractError
+from models.proof import prove
 from service.errors import ServiceError
 from service.gallery.records import ACTIVE_MODEL_KEY
 from service.gallery.store import GalleryStore
@@ -75,7 +76,8 @@ class RefreshStatus:
 
 
 def load_model(path: Path, options: EngineOptions | None = None) -> EmbeddingEngine:
-    """A model fit to serve, or ``InvalidModelError`` saying why not."""
+    """A model fit to serve (loadable, the input contract, a card, and it reproduces its card's
+    reference embeddings here: ``models.proof``), or ``InvalidModelError`` saying why not."""
     try:
         engine = (options or EngineOptions()).open(path)
     except ModelContractError as error:
@@ -87,6 +89,9 @@ def load_model(path: Path, options: EngineOptions | None = None) -> EmbeddingEng
             f"{path.name}: no model card (gaitlab export writes one): the service needs its "
             "version to keep embeddings of different models apart"
         )
+    proof = prove(engine)
+    if proof.passed is False:
+        raise InvalidModelError(f"{proof.detail}: its answers here would be wrong")
     return engine
 
 

@@ -90,3 +90,35 @@ def toy_model(
     entry.key, entry.value = METADATA_KEY, card.to_json()
     onnx.save(model, str(path))
     return path
+
+
+def with_reference(
+    path: Path,
+    out: Path | None = None,
+    wrong: bool = False,
+    variant: str = "fp32",
+    version: str | None = None,
+    quantized_from: str | None = None,
+) -> Path:
+    """A copy of model ``path`` (default: in place) whose card carries reference embeddings of
+    its own (``models.proof``): right ones, or ``wrong`` ones (negated: agreement -1), as a
+    variant that would be wrong on this machine; ``variant``, ``version`` and
+    ``quantized_from`` are set on the card as given."""
+    from models.card import ReferenceEmbeddings
+    from models.engine import EmbeddingEngine
+    from models.reference import reference_clips
+    from training.export import write_with_card
+
+    engine = EmbeddingEngine(path, device="cpu", warmup=False)
+    clips = reference_clips()
+    expected = engine.embed_many(list(clips)) * (-1 if wrong else 1)
+    card = engine.card.model_copy(
+        update={
+            "reference": ReferenceEmbeddings.of(clips, expected),
+            "variant": variant,
+            "version": version or engine.card.version,
+            "quantized_from": quantized_from,
+        }
+    )
+    write_with_card(path, out or path, card)
+    return out or path

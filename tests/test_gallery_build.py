@@ -7,7 +7,7 @@ import pytest
 
 from gaitlab.cli import main
 from service.gallery.store import open_store
-from tests.helpers import toy_model
+from tests.helpers import toy_model, with_reference
 from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, Server
 
 pytestmark = [pytest.mark.casia, pytest.mark.slow]
@@ -63,3 +63,27 @@ def test_build_reports_bad_input(tmp_path, capsys):
     args = ["gallery", "build", "--casia-b", str(tmp_path), "--subjects", "LT"]
     assert main([*args, "--data-dir", str(tmp_path / "d")]) == 2
     assert "LT-train or -test" in capsys.readouterr().err
+
+
+def test_build_embeds_with_what_the_service_would_serve_here(casia_b_tree, tmp_path, capsys):
+    """An int8 variant that disagrees with its fp32 reference here gives way to fp32, as the
+    service's start does, so the store holds the embeddings the service will search."""
+    with_reference(toy_model(tmp_path / "toy.onnx"))
+    bad = with_reference(
+        toy_model(tmp_path / "source.onnx"),
+        tmp_path / "toy.int8.onnx",
+        wrong=True,
+        variant="int8",
+        version="toy-1-int8-00000000",
+        quantized_from="toy-1",
+    )
+    args = ["gallery", "build", "--casia-b", str(casia_b_tree), "--subjects", "001"]
+    args += ["--conditions", "nm-01", "--data-dir", str(tmp_path / "data"), "--model", str(bad)]
+    assert main(args) == 0
+    output = capsys.readouterr()
+    assert "toy-1-int8-00000000 (int8, cpu) DISAGREES" in output.err
+    assert "with toy-1" in output.out
+    store = open_store(tmp_path / "data" / "gallery.db")
+    assert len(store.embeddings("toy-1").sample_ids) == 11
+    assert len(store.embeddings("toy-1-int8-00000000").sample_ids) == 0
+    store.close()

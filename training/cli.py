@@ -10,6 +10,10 @@ import functools
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.card import ModelCard
 
 
 def _reports_errors(handler):
@@ -146,7 +150,23 @@ def register(commands: argparse._SubParsersAction) -> None:
         "subjects: its rank-1 figures go into the card, which says so (for models trained on "
         "all subjects); thresholds are never borrowed: such a model gets none",
     )
+    _add_proof_bound(export)
     export.set_defaults(run=_run_export)
+
+    quantize = commands.add_parser(
+        "quantize",
+        help="the int8 variant of an exported fp32 model (FILE.int8.onnx beside it), checked "
+        "against fp32 here, validated and calibrated on its own embeddings",
+    )
+    quantize.add_argument("model", type=Path, help="exported fp32 model (.onnx with its card)")
+    quantize.add_argument("--data", type=Path, required=True, help="pkl tree")
+    quantize.add_argument(
+        "--subjects",
+        default=None,
+        help="held-out validation subjects (default: those of the model's card)",
+    )
+    _add_proof_bound(quantize)
+    quantize.set_defaults(run=_run_quantize)
 
     recalibrate = commands.add_parser(
         "calibrate",
@@ -229,6 +249,21 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 @_reports_errors
+def _add_proof_bound(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--proof-bound",
+        type=float,
+        default=None,
+        help="least agreement with the fp32 reference embeddings (mean part cosine, every "
+        "reference clip) that an engine must reach to serve the model, stored in the card; "
+        "at least 0.99 (default 0.999)",
+    )
+
+
+def _bound(args: argparse.Namespace) -> dict:
+    return {} if args.proof_bound is None else {"proof_bound": args.proof_bound}
+
+
 def _run_experiment(args: argparse.Namespace) -> int:
     from training.experiment.report import build_report
     from training.experiment.runner import run_experiment
@@ -380,6 +415,21 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 
 @_reports_errors
+def _run_quantize(args: argparse.Namespace) -> int:
+    from training.export import int8_path, quantize_exported
+
+    _, int8 = quantize_exported(args.model, args.data, args.subjects, **_bound(args))
+    print(f"wrote {int8_path(args.model)} ({int8.version}): {int8.quantization}")
+    _print_variant(int8)
+    print(
+        f"  {int8.cpu_default}"
+        if int8.cpu_default
+        else "  not the CPU default: a rank-1 figure is more than 0.5 points from fp32's"
+    )
+    return 0
+
+
+@_reports_errors
 def _run_export(args: argparse.Namespace) -> int:
     from training.export import export_checkpoint
 
@@ -391,6 +441,7 @@ def _run_export(args: argparse.Namespace) -> int:
         name=args.name,
         int8=args.int8,
         validation_from=args.validation_from,
+        **_bound(args),
     )
     card, parity = result.card, result.parity
     print(f"wrote {result.path} ({card.version})")
@@ -399,24 +450,29 @@ def _run_export(args: argparse.Namespace) -> int:
         f"min cosine {parity.min_cosine:.6f}"
     )
     for variant in filter(None, (card, result.int8_card)):
-        print(f"{variant.variant} {variant.version}")
-        for metric, figures in variant.validation.rank1.items():
-            line = " ".join(f"{k} {v:.1f}" for k, v in figures.items())
-            print(f"  validation {variant.validation.subjects} {metric}: {line}")
-        for threshold in variant.thresholds:
-            print(
-                f"  threshold at FAR {threshold.far:g}: score >= {threshold.score:.4f} "
-                f"(TAR {100 * threshold.tar:.1f} %)"
-            )
-        if variant.calibration is None:
-            print(
-                "  no thresholds: this model trained on every validation subject, and thresholds "
-                "from other weights would not keep their rate; requests must pass a threshold"
-            )
-        else:
-            c = variant.calibration
-            print(
-                f"  calibrated on {c.subjects} ({c.subject_count} subjects, {c.genuine_pairs} "
-                f"genuine and {c.impostor_pairs} impostor pairs, across views)"
-            )
+        _print_variant(variant)
     return 0
+
+
+def _print_variant(variant: ModelCard) -> None:
+    """A variant's version, validation, thresholds and calibration, as export prints them."""
+    print(f"{variant.variant} {variant.version}")
+    for metric, figures in variant.validation.rank1.items():
+        line = " ".join(f"{k} {v:.1f}" for k, v in figures.items())
+        print(f"  validation {variant.validation.subjects} {metric}: {line}")
+    for threshold in variant.thresholds:
+        print(
+            f"  threshold at FAR {threshold.far:g}: score >= {threshold.score:.4f} "
+            f"(TAR {100 * threshold.tar:.1f} %)"
+        )
+    if variant.calibration is None:
+        print(
+            "  no thresholds: this model trained on every validation subject, and thresholds "
+            "from other weights would not keep their rate; requests must pass a threshold"
+        )
+    else:
+        c = variant.calibration
+        print(
+            f"  calibrated on {c.subjects} ({c.subject_count} subjects, {c.genuine_pairs} "
+            f"genuine and {c.impostor_pairs} impostor pairs, across views)"
+        )

@@ -10,6 +10,11 @@
 4. The card goes into the ONNX metadata and beside the file; its version is a content hash.
 5. Optionally an int8 variant (static quantisation calibrated on training clips), with its own
    measured validation figures and thresholds.
+6. Both cards carry reference embeddings: synthetic clips and the fp32 model's embeddings of
+   them, which every engine serving the model must reproduce (``models.proof``). The int8 variant
+   must already reproduce them here, or the export fails.
+
+``quantize_exported`` makes the int8 variant of a model exported earlier (steps 5 and 6 alone).
 """
 
 from __future__ import annotations
@@ -29,15 +34,19 @@ import torch
 from models.card import (
     METADATA_KEY,
     OWN_MEASUREMENT,
+    PROOF_BOUND,
     Calibration,
     EmbeddingContract,
     ModelCard,
+    ReferenceEmbeddings,
     Threshold,
     TrainingRecord,
     ValidationResult,
     card_path,
 )
 from models.engine import EmbeddingEngine
+from models.proof import cpu_flags, worst_agreement
+from models.reference import reference_clips
 from models.registry import complete_options
 from training.calibration import calibrate
 from training.checkpoint import load_checkpoint, model_from_state
@@ -45,7 +54,7 @@ from training.data.cache import SilhouetteCache
 from training.data.subjects import parse_subjects
 from training.embedding import embed_cache_onnx
 from training.evaluation.protocol import GALLERY_CONDITIONS, METRICS, PROBE_SETS, evaluate
-from training.quantize import quantize_int8
+from training.quantize import SHIPPED_FORMAT, quantize_int8
 
 PARITY_LENGTHS = (1, 7, 30, 120)
 PARITY_BATCHES = (1, 4)
@@ -168,6 +177,40 @@ def int8_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.int8{path.suffix}")
 
 
+def int8_version(fp32_version: str, int8_bytes: bytes) -> str:
+    """``<fp32 version>-int8-<8 hex of the int8 model's hash>``: a variant quantised anew (another
+    format, other calibration) is another version, so no gallery mixes the two."""
+    return f"{fp32_version}-int8-{hashlib.sha256(int8_bytes).hexdigest()[:8]}"
+
+
+MIN_PROOF_BOUND = 0.99
+"""The loosest agreement bound a card may set: variants whose kernels saturated agreed at
+0.83–0.94 with fp32 (issue 25); honest int8 noise of the shipped nets is ~0.9993–0.9996."""
+
+
+def reference_of(fp32: EmbeddingEngine, bound: float = PROOF_BOUND) -> ReferenceEmbeddings:
+    """The reference clips and ``fp32``'s embeddings of them, for the card; every engine serving
+    the model must reach ``bound`` on each."""
+    if not MIN_PROOF_BOUND <= bound <= 1:
+        raise ExportError(f"the proof bound must be in [{MIN_PROOF_BOUND}, 1]; got {bound}")
+    clips = reference_clips()
+    return ReferenceEmbeddings.of(clips, fp32.embed_many(list(clips)), bound)
+
+
+def check_int8_reference(int8: EmbeddingEngine, reference: ReferenceEmbeddings) -> float:
+    """The int8 variant's worst agreement with the fp32 reference, here; ``ExportError`` below
+    the bound (a variant that is wrong on the exporting CPU is wrong to ship)."""
+    worst = worst_agreement(int8.embed_many, reference)
+    if not worst >= reference.bound:
+        raise ExportError(
+            f"the int8 variant disagrees with fp32 on the reference clips on this CPU "
+            f"({cpu_flags()}): worst agreement {worst:.4f}, needs {reference.bound}; nothing "
+            f"written (export without --int8, or accept a looser bound, at least "
+            f"{MIN_PROOF_BOUND}, with --proof-bound)"
+        )
+    return worst
+
+
 def validate(
     feats: np.ndarray, cache: SilhouetteCache, subjects: str, source: str
 ) -> ValidationResult:
@@ -238,7 +281,7 @@ def _same_recipe(a: dict, b: dict) -> list[str]:
     return differ
 
 
-def _calibration_clips(data_root: Path, config: dict) -> list[np.ndarray]:
+def calibration_clips(data_root: Path, config: dict) -> list[np.ndarray]:
     """Real training clips for int8 calibration: 64 windows of 30 frames."""
     subjects = parse_subjects(config["data"]["train_subjects"])[:16]
     cache = SilhouetteCache.load(data_root, subjects, progress=False)
@@ -337,6 +380,7 @@ def export_checkpoint(
     int8: bool = False,
     validation_from: Path | None = None,
     progress: bool = True,
+    proof_bound: float = PROOF_BOUND,
 ) -> ExportResult:
     """Export, check parity, validate and calibrate on ``subjects``, write the model and card.
 
@@ -353,7 +397,8 @@ def export_checkpoint(
     ``subjects`` it never trained on, and a model trained on all of them gets none (the service
     then needs a threshold with every request).
 
-    ``int8``: also write the int8 variant (``FILE.int8.onnx``), validated on its own.
+    ``int8``: also write the int8 variant (``FILE.int8.onnx``), validated on its own; it must
+    reproduce the fp32 reference embeddings to ``proof_bound`` here, or nothing is written.
     """
     state = load_checkpoint(checkpoint)
     config = state["config"]
@@ -393,7 +438,7 @@ def export_checkpoint(
     cache = SilhouetteCache.load(data_root, parse_subjects(subjects), progress=progress)
     if len(cache) == 0:
         raise ExportError(f"no sequences for subjects {subjects} under {data_root}")
-    int8_clips = _calibration_clips(data_root, config) if int8 else None
+    int8_clips = calibration_clips(data_root, config) if int8 else None
     sibling = (
         (
             f"sibling {validation_from.name}: the same recipe trained on "
@@ -406,6 +451,9 @@ def export_checkpoint(
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         main = _export_bare(state, Path(scratch) / "main", cache, int8_clips)
+        reference = reference_of(main.engine("fp32"), proof_bound)
+        if int8:
+            check_int8_reference(main.engine("int8"), reference)
         validating = None
         if validation_from and not sibling_cards:
             validating = _export_bare(validator, Path(scratch) / "sib", cache, int8_clips)
@@ -439,9 +487,12 @@ def export_checkpoint(
         cards: dict[str, ModelCard] = {}
         for variant in variants:
             validation, thresholds = measured[variant].validation, measured[variant].thresholds
+            own_version = version
+            if variant == "int8":
+                own_version = int8_version(version, main.int8.read_bytes())
             cards[variant] = ModelCard(
                 name=name or config["name"],
-                version=version if variant == "fp32" else f"{version}-int8",
+                version=own_version,
                 variant=variant,
                 net=state["model_name"],
                 net_options=options,
@@ -456,10 +507,81 @@ def export_checkpoint(
                 validation=validation,
                 thresholds=thresholds,
                 calibration=measured[variant].calibration,
+                reference=reference,
             )
         write_with_card(main.fp32, out, cards["fp32"])
         if int8:
-            case = int8_case(cards["fp32"].validation, cards["int8"].validation)
-            cards["int8"] = cards["int8"].model_copy(update={"cpu_default": case})
+            cards["int8"] = cards["int8"].model_copy(
+                update={
+                    "cpu_default": int8_case(cards["fp32"].validation, cards["int8"].validation),
+                    "quantization": SHIPPED_FORMAT.description,
+                    "quantized_from": version,
+                }
+            )
             write_with_card(main.int8, int8_path(out), cards["int8"])
     return ExportResult(out, cards["fp32"], main.parity, cards.get("int8"))
+
+
+def _measure_own(
+    engine: EmbeddingEngine, cache: SilhouetteCache, subjects: str, progress: bool, label: str
+) -> _Measured:
+    """Validation figures and thresholds of ``engine`` on held-out ``cache`` (its own weights)."""
+    feats = embed_cache_onnx(engine, cache, progress=progress, label=label)
+    thresholds, calibration = calibrate(
+        feats, cache.subjects, cache.conditions, cache.views, subjects
+    )
+    return _Measured(validate(feats, cache, subjects, OWN_MEASUREMENT), thresholds, calibration)
+
+
+def quantize_exported(
+    model: Path,
+    data_root: Path,
+    subjects: str | None = None,
+    progress: bool = True,
+    proof_bound: float = PROOF_BOUND,
+) -> tuple[ModelCard, ModelCard]:
+    """The int8 variant of a model exported earlier (``X.onnx`` → ``X.int8.onnx``), quantised in
+    the shipped format on clips of its training subjects, checked against the fp32 reference
+    here, and validated and calibrated on its own embeddings of ``subjects`` (default: the fp32
+    card's validation subjects, which must be held out of its training), as ``export --int8``
+    does. The fp32 card gains reference embeddings if it had none; its weights and version do
+    not change. Returns (fp32 card, int8 card)."""
+    fp32 = EmbeddingEngine(model, device="cpu", warmup=False)
+    card = fp32.card
+    if card is None or card.variant != "fp32":
+        raise ExportError(f"{model}: not an fp32 model exported with its card")
+    subjects = subjects or (card.validation.subjects if card.validation else None)
+    if not subjects:
+        raise ExportError("no validation subjects: pass --subjects (e.g. 051-074)")
+    if seen := sorted(set(parse_subjects(subjects)) & set(parse_subjects(card.training.subjects))):
+        raise ExportError(
+            f"{len(seen)} validation subjects (e.g. {seen[0]}) are ones {model.name} trained on: "
+            "the int8 variant's figures and thresholds would flatter it"
+        )
+    if card.reference is None:
+        card = card.model_copy(update={"reference": reference_of(fp32, proof_bound)})
+        write_with_card(model, model, card)
+    cache = SilhouetteCache.load(data_root, parse_subjects(subjects), progress=progress)
+    if len(cache) == 0:
+        raise ExportError(f"no sequences for subjects {subjects} under {data_root}")
+    clips = calibration_clips(data_root, card.training.recipe)
+    with tempfile.TemporaryDirectory() as scratch:
+        int8_file = quantize_int8(model, Path(scratch) / "int8.onnx", clips, fp32.input_name)
+        int8 = EmbeddingEngine(int8_file, device="cpu", warmup=False)
+        check_int8_reference(int8, card.reference)
+        own = _measure_own(fp32, cache, subjects, progress, "fp32")
+        quantised = _measure_own(int8, cache, subjects, progress, "int8")
+        int8_card = card.model_copy(
+            update={
+                "version": int8_version(card.version, int8_file.read_bytes()),
+                "variant": "int8",
+                "validation": quantised.validation,
+                "thresholds": quantised.thresholds,
+                "calibration": quantised.calibration,
+                "quantization": SHIPPED_FORMAT.description,
+                "quantized_from": card.version,
+                "cpu_default": int8_case(own.validation, quantised.validation),
+            }
+        )
+        write_with_card(int8_file, int8_path(model), int8_card)
+    return card, int8_card

@@ -83,6 +83,11 @@ def setup_runtime(run: RunSection) -> Runtime:
     return Runtime(device, rank, world, local_rank, _choose_precision(run.precision, device))
 
 
-def teardown_runtime(runtime: Runtime) -> None:
+def teardown_runtime(runtime: Runtime, wait_for_others: bool = True) -> None:
+    """Leave the process group; after a clean run, only once every rank is done with it (rank
+    0 validates last while the others wait: one rank tearing gloo down under another aborted
+    the process now and then)."""
     if runtime.distributed and dist.is_initialized():
+        if wait_for_others:
+            dist.barrier()
         dist.destroy_process_group()

@@ -64,9 +64,12 @@ def train(
     """
     runtime = setup_runtime(config.run)
     try:
-        return _train(config, runtime, resume, progress, on_step)
-    finally:
-        teardown_runtime(runtime)
+        last = _train(config, runtime, resume, progress, on_step)
+    except BaseException:
+        teardown_runtime(runtime, wait_for_others=False)  # they may be gone: do not wait
+        raise
+    teardown_runtime(runtime)
+    return last
 
 
 def _train(

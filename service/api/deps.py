@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
 
+from models.proof import Serving
 from service.clips import ClipTooLargeError
 from service.metrics import Metrics
 from service.recognition import Recognizer
@@ -43,12 +44,18 @@ async def get_follower(request: Request) -> ChangeFollower:
     return request.app.state.follower
 
 
+async def get_serving(request: Request) -> Serving:
+    """How the model served since the start was chosen: its proof, and a variant refused."""
+    return request.app.state.serving
+
+
 RecognizerDep = Annotated[Recognizer, Depends(get_recognizer)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RefresherDep = Annotated[ModelRefresher, Depends(get_refresher)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 SelfTestDep = Annotated[SelfTest, Depends(get_self_test)]
 FollowerDep = Annotated[ChangeFollower, Depends(get_follower)]
+ServingDep = Annotated[Serving, Depends(get_serving)]
 
 SUBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 

@@ -64,3 +64,19 @@ def test_the_int8_variant_serves_on_a_cpu_because_its_card_makes_the_case():
     assert default_model_path("int8", on_cpu=False) == DEFAULT_INT8
     with pytest.raises(ValueError, match="precision"):
         default_model_path("fp16")
+
+
+@pytest.mark.casia
+def test_int8_agrees_with_fp32_on_real_clips_on_this_cpu(training_tree):
+    """Cannot pass on a CPU where the int8 variant is wrong (issue 25: 0.90 where U8S8 kernels
+    saturated): every clip of subjects the default never trained on within 0.999."""
+    from models.proof import agreements, cpu_flags
+    from training.data.cache import SilhouetteCache
+
+    cache = SilhouetteCache.load(training_tree, ["065", "066"], progress=False)
+    picks = np.random.default_rng(1).choice(len(cache), 24, replace=False)
+    clips = [cache.sequence(i) for i in picks]  # every frame, 8 to 120+
+    fp32 = EmbeddingEngine(DEFAULT_MODEL, device="cpu").embed_many(clips)
+    int8 = EmbeddingEngine(DEFAULT_INT8, device="cpu").embed_many(clips)
+    agreement = agreements(int8, fp32)
+    assert agreement.min() >= 0.999, f"worst {agreement.min():.4f} on a CPU with {cpu_flags()}"

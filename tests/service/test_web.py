@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, REPO, keyed_toy_server
+from tests.helpers import toy_model, with_reference
+from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, KEYS, REPO, Server
 from tests.service.test_recognition import walker_clip
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,19 @@ FLAGS = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    running = keyed_toy_server(tmp_path_factory.mktemp("web"))
+    """Asked to serve an int8 variant that disagrees with its fp32 reference here (as saturating
+    kernels did on CPUs without VNNI): it serves the fp32 toy, and the page says why."""
+    folder = tmp_path_factory.mktemp("web")
+    with_reference(toy_model(folder / "toy.onnx"))
+    int8 = with_reference(
+        toy_model(folder / "source.onnx"),
+        folder / "toy.int8.onnx",
+        wrong=True,
+        variant="int8",
+        version="toy-1-int8-00000000",
+        quantized_from="toy-1",
+    )
+    running = Server(int8, folder / "data", env=KEYS).start()
     yield running
     running.stop()
 
@@ -211,6 +224,10 @@ def test_the_page_end_to_end(server, page, shots):
     assert "toy-1" in page.text_content("#model-info")
     assert "score ≥ 0.9500: 1.0 % FAR" in page.text_content("#model-info ul")
     assert "per pair" in page.text_content("#model-info .threshold-meaning")
+    proof = page.text_content("#model-info dl")
+    assert "agrees with its fp32 reference: worst agreement 1.0000 over 4 clips" in proof
+    assert "toy-1-int8-00000000 was refused on this CPU (agreement -1.0000" in proof
+    assert "passed" in proof  # the self-test, with its agreement
     page.screenshot(path=shots / "web-model.png", full_page=True)
     findings = serious_accessibility_findings(page)
     assert findings == [], "\n".join(findings)

