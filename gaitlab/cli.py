@@ -18,6 +18,7 @@ from gaitlab import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     from service import cli as service_cli
+    from service.people import cli as video_cli
     from training import cli as training_cli
 
     parser = argparse.ArgumentParser(
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     training_cli.register(commands)
     service_cli.register(commands)
+    video_cli.register(commands)
     _register_gallery(commands)
     return parser
 

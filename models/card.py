@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.contract import FRAME_HEIGHT, MODEL_WIDTH
+from models.identification import StrangerModel, StrangerRates
 from models.reference import decode_array, decode_clips, encode_array, encode_clips
 
 METADATA_KEY = "gaitlab.model_card"
@@ -71,6 +72,11 @@ class Threshold(_Strict):
     tar_interval: tuple[float, float] | None = Field(
         None, description="the same interval for the true accept rate"
     )
+    far_same_view: float | None = Field(
+        None,
+        description="false accept rate at ``score`` of pairs seen from the same view (the "
+        "calibration pairs, and ``measured_far``, are across views)",
+    )
 
 
 DECISION_FAR = 0.01
@@ -102,6 +108,108 @@ class ValidationResult(_Strict):
     probe_sequences: dict[str, int] = {}
     genuine_pairs: int | None = None
     impostor_pairs: int | None = None
+
+
+class StrangerCurve(_Strict):
+    """How often strangers reach a score against a subject enrolled at ``views`` views: the share
+    ``rates[i]`` of stranger walks whose best score against the subject's samples is at least
+    ``scores[i]``; above ``tail_score`` the share falls as
+    ``tail_rate * exp(-(score - tail_score) / tail_scale)`` (``models.identification``)."""
+
+    views: int = Field(ge=1, le=11, description="views a subject is enrolled at (1 for a pair)")
+    scores: list[float]
+    rates: list[float]
+    tail_score: float
+    tail_rate: float
+    tail_scale: float
+    pairs: int = Field(description="stranger walk × subject pairs measured")
+
+    def rates_model(self) -> StrangerRates:
+        return StrangerRates(
+            self.scores, self.rates, self.tail_score, self.tail_rate, self.tail_scale
+        )
+
+
+class GalleryCheck(_Strict):
+    """The decision rule measured on held-out galleries of one size and kind."""
+
+    subjects: int = Field(description="enrolled subjects")
+    views: str = Field(description="'all' (nm-01-04 at all 11 views) or 'one' (one view)")
+    fpir: float = Field(description="share of strangers' searches that named someone")
+    fpir_interval: tuple[float, float] | None = None
+    dir: float = Field(description="share of enrolled walkers' searches named right")
+    dir_per_condition: dict[str, float] = {}
+    searches: int = Field(description="strangers' searches measured")
+
+
+class IdentificationCalibration(_Strict):
+    """The identification decision's stranger-rate curves and how they were measured."""
+
+    source: str = OWN_WEIGHTS
+    subjects: str
+    subject_count: int
+    curves: list[StrangerCurve]
+    level: float = Field(
+        description="the curves are this quantile of the stranger rate over a bootstrap of the "
+        "people measured (an upper bound for another population like them)",
+    )
+    pair_curve: StrangerCurve | None = Field(
+        None,
+        description="the same for one pair (a stranger's walk against one sample, any view): "
+        "/verify's estimate of the false accept rate at a score",
+    )
+    fpir: float = Field(0.01, description="the FPIR /identify decides at unless asked otherwise")
+    measured_up_to: int = Field(
+        description="the largest gallery (subjects) the rule was measured on; beyond it the "
+        "curves' tails carry it"
+    )
+    checks: list[GalleryCheck] = []
+
+    def model(self) -> StrangerModel:
+        return StrangerModel({c.views: c.rates_model() for c in self.curves})
+
+
+class FoldRecord(_Strict):
+    """One fold model of a cross-fit: trained without ``held_out``, measured on it with its own
+    weights (its card's figures)."""
+
+    version: str
+    trained_on: str
+    held_out: str
+    subject_count: int
+    rank1: dict[str, dict[str, float]]  # metric → {"NM": …, "BG": …, "CL": …}
+    thresholds: dict[str, float]  # FAR (as text, e.g. "0.01") → score
+    identification: IdentificationCalibration | None = None
+
+
+class TransferRecord(_Strict):
+    """Decisions derived from some folds, measured on another fold's model and subjects."""
+
+    derived_from: list[str]  # fold versions
+    measured_on: str  # a fold version
+    far: dict[str, float] = {}  # target FAR (text) → false accept rate of cross-view pairs
+    far_same_view: dict[str, float] = {}  # target FAR (text) → of same-view pairs
+    tar: dict[str, float] = {}  # target FAR (text) → true accept rate of cross-view pairs
+    galleries: list[GalleryCheck] = []  # the identification decision at its FPIR
+
+
+class CrossFit(_Strict):
+    """How a model trained on every subject got figures and decisions: from fold models of the
+    same recipe, each held out of some subjects, and how well their decisions transfer."""
+
+    method: str = (
+        "validation: the folds' rank-1 on their held-out subjects (mean; not this model's); "
+        "thresholds: the mean of the folds' scores at each FAR, their measured rates the mean "
+        "(and interval the range) of the leave-one-out transfers; identification curves: at "
+        "each score the mean of the folds' stranger rates"
+    )
+    folds: list[FoldRecord]
+    pairwise: list[TransferRecord] = Field(
+        description="each fold's own decisions on each other fold (i → j, i ≠ j)"
+    )
+    leave_one_out: list[TransferRecord] = Field(
+        description="decisions derived as this card's are, from all folds but one, on that one"
+    )
 
 
 class Calibration(_Strict):
@@ -179,6 +287,16 @@ class ModelCard(_Strict):
     thresholds: list[Threshold] = []
     calibration: Calibration | None = Field(
         None, description="how ``thresholds`` were measured (None on cards older than this field)"
+    )
+    identification: IdentificationCalibration | None = Field(
+        None,
+        description="stranger-rate curves for identification decisions at a promised FPIR "
+        "(None: /identify decides with the per-pair threshold, and says so)",
+    )
+    cross_fit: CrossFit | None = Field(
+        None,
+        description="where a model trained on every subject got its figures and decisions: "
+        "fold models of the same recipe, and the measured transfer of their decisions",
     )
     licence: str = (
         "Research derivative of the CASIA Gait Database (Dataset B), CBSR, Institute of "

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Set up (training, PostgreSQL and dev extras) and run every check: lint, format, tests.
+# Set up (training, PostgreSQL, video and dev extras) and run every check: lint, format, tests.
 # Tests that need real CASIA-B read ../shared/casia-b and skip when it is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh train,dev,postgres
+bash scripts/install.sh train,dev,postgres,video
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python -m pytest "$@"

@@ -197,8 +197,12 @@ def _npy_array(data: bytes, budget: FrameBudget) -> np.ndarray:
             else np.lib.format.read_array_header_2_0
         )
         shape, fortran_order, dtype = read_header(stream)
-    except ValueError as error:
-        raise CorruptClipError(f"unreadable .npy array: {error}") from error
+    except Exception:  # numpy's parser raises ValueError, SyntaxError, tokenize.TokenError, …
+        # its messages quote Python's parser (and memory addresses): say it in our words
+        raise CorruptClipError(
+            "unreadable .npy array: its header is not the dictionary of descr, fortran_order "
+            "and shape that numpy writes"
+        ) from None
     if dtype not in (np.dtype(np.uint8), np.dtype(np.bool_)):
         raise UnsupportedFormatError(f"arrays must be uint8 or bool; got {dtype}")
     if len(shape) != 3:

@@ -10,13 +10,19 @@ the API boundary (``service.api.errors``) turns any of them into the one JSON er
     │   ├── ClipTooLargeError        413 clip_too_large
     │   ├── CorruptClipError         422 corrupt_clip
     │   ├── UnsafeArchiveError       422 unsafe_archive
-    │   └── TooFewFramesError        422 too_few_frames      (service.recognition)
+    │   ├── TooFewFramesError        422 too_few_frames      (service.recognition)
+    │   └── VideoError               422 invalid_video       (service.people.limits)
+    │       └── TrackNotFoundError   404 track_not_found
     ├── InvalidMetadataError         422 bad_metadata        (service.gallery.store)
     ├── BadManifestError             422 bad_manifest        (service.api.routes.gallery)
     ├── NotFoundError                404 not_found
     │   ├── SubjectNotFoundError     404 subject_not_found   (service.gallery.store)
     │   └── SampleNotFoundError      404 sample_not_found
+    ├── StoreUnavailableError        503 store_unavailable   (service.gallery.store)
+    ├── StaleModelError              503 model_changed       (service.gallery.store)
     ├── NoThresholdError             422 no_threshold        (service.recognition)
+    ├── VideoUnavailableError        503 video_unavailable   (service.people.limits)
+    ├── VideoBusyError               429 too_many_requests   (service.people.limits)
     ├── ModelRefreshError            422 invalid_model       (service.refresh)
     │   ├── InvalidModelError        422 invalid_model
     │   ├── RefreshInProgressError   409 refresh_in_progress

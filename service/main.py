@@ -22,10 +22,11 @@ from service.api.errors import install_error_handlers
 from service.api.fast_lane import IdentifyLane
 from service.api.gate import RequestGate
 from service.api.observe import install_observation
-from service.api.routes import admin, gallery, health, recognition, web
+from service.api.routes import admin, gallery, health, recognition, video, web
 from service.batching import EmbedBatcher
 from service.gallery.store import GalleryStore, open_store
 from service.metrics import Metrics
+from service.people.identify import VideoPeople
 from service.recognition import Recognizer
 from service.refresh import (
     REQUESTED_MODEL_KEY,
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         apply_thread_budget(settings.request_threads)
-        store = open_store(settings.store_target)
+        store = open_store(settings.store_target, settings.store_options)
         position = store.change_position()  # before the index is built: nothing is missed
         models_dir = settings.models_dir
         recorded = store.active_model_version()
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         refresher = ModelRefresher(recognizer, settings.models_dir, settings.engine_options)
         app.state.settings, app.state.metrics, app.state.serving = settings, metrics, serving
         app.state.recognizer, app.state.refresher = recognizer, refresher
+        app.state.video = VideoPeople(settings.video_limits, settings.video_slots)
         app.state.self_test = self_test = SelfTest(recognizer, settings.self_test_interval_s)
         self_test.start()
 
@@ -158,7 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="GaitLab", summary="Identify people by the way they walk.", lifespan=lifespan
     )
     install_error_handlers(app, count=metrics.error)
-    routers = [module.router for module in (recognition, gallery, admin, health)]
+    routers = [module.router for module in (recognition, video, gallery, admin, health)]
     for router in routers:
         app.include_router(router)
     app.include_router(web.router)

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from models.card import DECISION_FAR
 from models.engine import EmbeddingEngine
+from models.identification import StrangerModel
 from models.scoring import accepts, part_normalise
 from models.silhouette import normalise_clip
 from service.batching import EmbedBatcher, Ticket
 from service.clips import ClipError, ClipLimits, decode_clip
 from service.errors import ServiceError
+from service.gallery.composition import GalleryComposition
 from service.gallery.index import GalleryIndex, IndexPolicy, SubjectHit
 from service.gallery.store import (
     GalleryStore,
@@ -31,6 +36,7 @@ from service.gallery.store import (
     Sample,
     SampleNotFoundError,
     StaleModelError,
+    StoreUnavailableError,
     SubjectNotFoundError,
     check_text,
     encode_metadata,
@@ -46,6 +52,34 @@ class NoThresholdError(ServiceError, ValueError):
     """The model has no calibrated threshold and the request gave none."""
 
     code = "no_threshold"
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """How a decision was made: accept at ``threshold`` (a score), which was set for
+    (``basis``) a promised FPIR at this gallery (``fpir``: the share of strangers' searches that
+    may be given a name, ``models.identification``), a per-pair FAR (``far``: one probe against
+    one sample), or given by the request (``threshold``)."""
+
+    threshold: float
+    basis: Literal["fpir", "pair_far", "threshold"]
+    fpir: float | None = None
+    far: float | None = None
+    gallery_subjects: int = 0
+
+
+@dataclass(frozen=True)
+class NamedHit:
+    """A subject's best sample for a probe, with what its score means here: ``views``, how many
+    views the decision counts for the subject; ``stranger_chance``, the share of strangers'
+    searches of this gallery that would reach this score against someone (the FPIR this hit
+    would be accepted at; None when the model's card has no identification curves)."""
+
+    subject_id: str
+    sample_id: int
+    score: float
+    views: int
+    stranger_chance: float | None
 
 
 @dataclass(frozen=True)
@@ -73,12 +107,21 @@ class Enrollment:
 
 @dataclass(frozen=True)
 class Identification:
-    hits: list[SubjectHit]
+    hits: list[NamedHit]
     decision: str | None
-    threshold: float
+    rule: DecisionRule
     frames: int
     model_version: str
     silhouettes: np.ndarray = field(repr=False, compare=False)  # the probe as the model saw it
+
+    @property
+    def threshold(self) -> float:
+        return self.rule.threshold
+
+    @property
+    def margin(self) -> float | None:
+        """The top subject's score minus the next subject's (None with fewer than two)."""
+        return self.hits[0].score - self.hits[1].score if len(self.hits) > 1 else None
 
 
 @dataclass(frozen=True)
@@ -86,10 +129,15 @@ class Verification:
     subject_id: str
     score: float
     accepted: bool
-    threshold: float
+    rule: DecisionRule
+    false_accept_chance: float | None  # the per-pair FAR at this score (None: no curve)
     frames: int
     model_version: str
     silhouettes: np.ndarray = field(repr=False, compare=False)  # the probe as the model saw it
+
+    @property
+    def threshold(self) -> float:
+        return self.rule.threshold
 
 
 @dataclass(frozen=True)
@@ -102,6 +150,12 @@ class ActiveModel:
     @property
     def version(self) -> str:
         return self.engine.version
+
+    @cached_property
+    def stranger_model(self) -> StrangerModel | None:
+        """The card's stranger-rate curves, ready to decide with (None: the card has none)."""
+        card = self.engine.card
+        return card.identification.model() if card and card.identification else None
 
 
 Timing = Callable[[str, float], None]
@@ -179,13 +233,34 @@ class Recognizer:
         self.min_frames = min_frames
         self.timing = timing or (lambda step, seconds: None)
         self.write_lock = threading.Lock()
-        """Held by every gallery write, and by a model swap."""
+        """Held by every gallery write, and by a model swap; a request waits for it at most the
+        store's timeout (``_writing``)."""
         self.pictures = PictureCache()
         self.sync: Callable[[], object] = lambda: None
         """Called when an enrollment finds that another replica activated a new model: catch
         up with the store (the change follower sets it), then the enrollment is embedded again."""
         embed_stored(engine, store, store.samples_missing(engine.version))
         self.active = ActiveModel(engine, self._build_index(engine))
+        self.composition = GalleryComposition(store.sample_views())
+        """Each subject's views, for identification decisions at a promised FPIR."""
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The write lock for a request's write, waited for at most the store's timeout: a
+        write that waits on the store (or a model swap) must not queue every other write
+        behind it for longer than each would wait on the store itself."""
+        timeout = self.store.options.timeout_s
+        if not self.write_lock.acquire(timeout=timeout):
+            wait = self.store.options.retry_after_s
+            raise StoreUnavailableError(
+                f"the gallery has been busy for over {timeout:g} s (another write is waiting "
+                f"on the store, or a model is being swapped); retry after {wait} s",
+                wait,
+            )
+        try:
+            yield
+        finally:
+            self.write_lock.release()
 
     def _build_index(self, engine: EmbeddingEngine) -> GalleryIndex:
         return build_index(engine, self.store, self.index_policy, self.centroids_dir)
@@ -229,14 +304,51 @@ class Recognizer:
             if rebuild or engine.version != self.active.version:
                 self.active = ActiveModel(engine, self._build_index(engine))
 
-    def threshold(self, override: float | None = None, active: ActiveModel | None = None) -> float:
+    def pair_rule(self, override: float | None = None, active: ActiveModel | None = None):
+        """The per-pair decision (verification, and identification without curves): the card's
+        1 % FAR threshold, or ``override``."""
         if override is not None:
-            return override
+            return DecisionRule(override, "threshold")
         card = (active or self.active).engine.card
         calibrated = card.threshold_at(DECISION_FAR) if card else None
         if calibrated is None:
             raise NoThresholdError("the model has no calibrated threshold: pass one")
-        return calibrated.score
+        return DecisionRule(calibrated.score, "pair_far", far=DECISION_FAR)
+
+    def identification_rule(
+        self, active: ActiveModel, threshold: float | None = None, fpir: float | None = None
+    ) -> DecisionRule:
+        """The identification decision for this gallery: ``threshold`` if given; else the score
+        at which strangers' searches of this gallery are named at most ``fpir`` of the time
+        (default: the card's promise), from the card's stranger-rate curves; a card without
+        them decides per pair, and says so."""
+        subjects = self.composition.subjects
+        if threshold is not None:
+            return DecisionRule(threshold, "threshold", gallery_subjects=subjects)
+        curves = active.engine.card.identification if active.engine.card else None
+        if curves is None:
+            if fpir is not None:
+                raise NoThresholdError(
+                    "the model's card has no identification curves, so no FPIR can be kept: "
+                    "pass a threshold"
+                )
+            return replace(self.pair_rule(None, active), gallery_subjects=subjects)
+        fpir = curves.fpir if fpir is None else fpir
+        limit = active.stranger_model.threshold(fpir, self.composition.composition())
+        return DecisionRule(limit, "fpir", fpir=fpir, gallery_subjects=subjects)
+
+    def _named(self, hits: list[SubjectHit], active: ActiveModel) -> list[NamedHit]:
+        model, composition = active.stranger_model, self.composition.composition()
+        return [
+            NamedHit(
+                h.subject_id,
+                h.sample_id,
+                h.score,
+                self.composition.views_of(h.subject_id),
+                None if model is None else float(model.fpir(h.score, composition)),
+            )
+            for h in hits
+        ]
 
     def _silhouettes(self, upload: bytes) -> np.ndarray:
         """Decode and normalise an upload: uint8 [T, 64, 44], at least ``min_frames`` long."""
@@ -283,27 +395,41 @@ class Recognizer:
         top_k: int = 5,
         threshold: float | None = None,
         exact: bool = False,
+        fpir: float | None = None,
     ) -> Identification:
-        """exact: search every sample even when the gallery's index is approximate."""
+        """exact: search every sample even when the gallery's index is approximate; threshold
+        (a score) or fpir (a promised share of strangers named): how to decide
+        (:meth:`identification_rule`)."""
         active = self.active
+        rule = self.identification_rule(active, threshold, fpir)  # before any work
         probe = self.probe(upload, active)
-        limit = self.threshold(threshold, active)
-        hits = self._search(active.index, probe, top_k, exact)
-        decision = hits[0].subject_id if hits and accepts(hits[0].score, limit) else None
-        return Identification(
-            hits, decision, limit, probe.frames, active.version, probe.silhouettes
-        )
+        hits = self._named(self._search(active.index, probe, top_k, exact), active)
+        decision = hits[0].subject_id if hits and accepts(hits[0].score, rule.threshold) else None
+        return Identification(hits, decision, rule, probe.frames, active.version, probe.silhouettes)
 
-    def verify(self, upload: bytes, subject_id: str, threshold: float | None = None):
+    def verify(
+        self, upload: bytes, subject_id: str, threshold: float | None = None
+    ) -> Verification:
+        """Is this ``subject_id``? Its best sample's score against the per-pair threshold."""
         active = self.active
+        rule = self.pair_rule(threshold, active)
         probe = self.probe(upload, active)
-        limit = self.threshold(threshold, active)
         hit = active.index.score_subject(probe.vector, subject_id)
         if hit is None:
             raise SubjectNotFoundError.of(subject_id)
-        accepted = accepts(hit.score, limit)
+        curves = active.engine.card.identification if active.engine.card else None
+        chance = None
+        if curves is not None and curves.pair_curve is not None:
+            chance = float(curves.pair_curve.rates_model()(hit.score))
         return Verification(
-            subject_id, hit.score, accepted, limit, probe.frames, active.version, probe.silhouettes
+            subject_id,
+            hit.score,
+            accepts(hit.score, rule.threshold),
+            rule,
+            chance,
+            probe.frames,
+            active.version,
+            probe.silhouettes,
         )
 
     def enroll(
@@ -322,7 +448,9 @@ class Recognizer:
     def enroll_many(self, items: list[Enrollment]) -> list[Sample]:
         """Enroll several clips at once: all or none. Every clip is decoded and checked before
         anything is stored (an error names the clip), embedded in equal-length batches, and
-        stored in one transaction; durable on return."""
+        stored in one transaction; durable on return. Refused at once, before any work, while
+        the store is known to be down."""
+        self.store.refuse_if_down()
         with self.batcher.incoming() as ticket:
             return self._enroll_many(items, ticket)
 
@@ -341,7 +469,7 @@ class Recognizer:
         for _ in range(3):
             active = self.active
             vectors = self._embed(active.engine, clips, ticket)
-            with self.write_lock:
+            with self._writing():
                 if self.active is not active:  # the model was swapped while we embedded
                     continue
                 new = [
@@ -355,6 +483,7 @@ class Recognizer:
                 else:
                     ids = np.array([s.id for s in samples])
                     active.index.add(ids, [s.subject_id for s in samples], vectors)
+                    self.composition.add((s.id, s.subject_id, s.view) for s in samples)
                     return samples
             self.sync()  # another replica activated a model: switch, then embed again
         raise StaleModelError("the active model kept changing during the enrollment; retry")
@@ -363,6 +492,7 @@ class Recognizer:
         """Another replica enrolled these samples: index them (embeddings by the active model
         only; samples enrolled with another model are indexed when that model activates)."""
         active = self.active
+        self.composition.add(self.store.sample_views(sample_ids))
         if model_version != active.version:
             return
         found = self.store.embeddings_of(sample_ids, active.version)
@@ -373,6 +503,7 @@ class Recognizer:
         """Another replica deleted these samples: forget them here too."""
         with self.write_lock:
             self.active.index.remove(sample_ids)
+            self.composition.remove(sample_ids)
             self.pictures.forget(sample_ids)
 
     def picture(self, sample_id: int, kind: Kind) -> bytes:
@@ -384,14 +515,16 @@ class Recognizer:
         return picture
 
     def delete_subject(self, subject_id: str) -> int:
-        with self.write_lock:
+        with self._writing():
             removed = self.store.delete_subject(subject_id)
             self.active.index.remove(removed)
+            self.composition.remove(removed)
             self.pictures.forget(removed)
         return len(removed)
 
     def delete_sample(self, subject_id: str, sample_id: int) -> None:
-        with self.write_lock:
+        with self._writing():
             self.store.delete_sample(subject_id, sample_id)
             self.active.index.remove([sample_id])
+            self.composition.remove([sample_id])
             self.pictures.forget([sample_id])

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from models.engine import EmbeddingEngine
-from service.gallery.records import Change
+from service.gallery.records import Change, StoreUnavailableError
 from service.recognition import Recognizer
 
 log = logging.getLogger("gaitlab.replication")
@@ -116,11 +116,20 @@ class ChangeFollower:
 
     def _run(self) -> None:
         store = self.recognizer.store
+        paused = False  # by an outage of the store: said once, not at every retry
         while not self._stop.is_set():
             try:
                 self.catch_up()
+                if paused:
+                    log.info("following the change log again", extra={"position": self.position})
+                    paused = False
                 store.wait_for_change(self.poll_s)
-            except Exception:  # the database went away: keep serving, retry
+            except StoreUnavailableError as error:  # keep serving; retry (refused at once
+                if not paused:  # while the store is down) as often as the store is checked
+                    log.warning("following the change log paused", extra={"error": error.detail})
+                    paused = True
+                self._stop.wait(min(self.poll_s, store.options.check_s))
+            except Exception:
                 log.exception("following the change log failed; retrying")
                 self._stop.wait(self.poll_s)
 

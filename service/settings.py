@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from models.default import default_model_path
 from models.engine import CUDA, EngineOptions
 from service.clips import ClipLimits
+from service.gallery.availability import StoreOptions
 from service.gallery.index import IndexPolicy
+from service.people.limits import VideoLimits
 
 MIN_KEY_LENGTH = 16
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -29,6 +31,10 @@ class Settings(BaseModel):
     # unset: the embedded SQLite gallery in data_dir; postgresql://…: a server replicas share
     database_url: str | None = Field(None, repr=False, pattern=r"^postgres(ql)?://")
     poll_s: float = Field(1.0, gt=0)  # replicas: change-log polling when no notification comes
+    # --- outages (docs/service/outages.md): how long a request may wait on the store, and how
+    # often a background check looks at it (readiness; the end of an outage)
+    store_timeout_s: float = Field(2.0, gt=0, le=60)
+    store_check_s: float = Field(0.5, gt=0, le=60)
     model: Path | None = None  # None: the shipped default model
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # int8 or fp32 variant of the shipped default; auto: int8 on a CPU when its card says it
@@ -51,6 +57,10 @@ class Settings(BaseModel):
     max_frame_pixels: int = Field(2048 * 2048, gt=0)  # pixels of one decoded frame
     max_clip_pixels: int = Field(128 * 1024 * 1024, gt=0)  # decoded pixels of one clip, in all
     min_frames: int = Field(5, gt=0)
+    # colour videos of people (docs/video.md): processed frame by frame in a capped child
+    max_video_seconds: float = Field(60.0, gt=0)  # the container's duration
+    max_video_pixels: int = Field(1000 * 1280 * 720, gt=0)  # all decoded frames together
+    video_slots: int = Field(2, gt=0)  # videos processed at once (each takes a core); more: 429
     max_bulk_clips: int = Field(256, gt=0)
     max_request_bytes: int = Field(512 * 1024 * 1024, gt=0)  # a whole request (bulk, models)
     max_concurrency: int = Field(8, gt=0)  # embedding requests in flight; more get a 429
@@ -107,6 +117,15 @@ class Settings(BaseModel):
         )
 
     @property
+    def video_limits(self) -> VideoLimits:
+        return VideoLimits(
+            max_frames=self.max_frames,
+            max_frame_pixels=self.max_frame_pixels,
+            max_pixels=self.max_video_pixels,
+            max_seconds=self.max_video_seconds,
+        )
+
+    @property
     def engine_options(self) -> EngineOptions:
         """How every live model of this process runs."""
         return EngineOptions(self.device, self.threads, self.spin)
@@ -115,6 +134,10 @@ class Settings(BaseModel):
         """The shipped default in this precision (``FileNotFoundError`` if none is shipped)."""
         on_cpu = self.device == "cpu" or CUDA not in onnxruntime.get_available_providers()
         return default_model_path(self.precision, on_cpu)
+
+    @property
+    def store_options(self) -> StoreOptions:
+        return StoreOptions(self.store_timeout_s, self.store_check_s)
 
     @property
     def index_policy(self) -> IndexPolicy:

@@ -36,12 +36,29 @@ def casia_b_tree(shared_casia_b: Path, tmp_path_factory: pytest.TempPathFactory)
     return unpack(shared_casia_b, tmp_path_factory.mktemp("casia-b"), FIXTURE_SUBJECTS)
 
 
+TRAINING_SUBJECTS = ("001", "002", "003", "004", "065", "066")
+
+
 @pytest.fixture(scope="session")
-def training_tree(shared_casia_b: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def real_training_tree(shared_casia_b: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real subjects for short runs: 001–004 to train on, 065–066 to validate on (065 has
     sequences of 120+ frames, which the export's parity check needs)."""
-    subjects = ("001", "002", "003", "004", "065", "066")
-    return unpack(shared_casia_b, tmp_path_factory.mktemp("casia-b-train"), subjects)
+    return unpack(shared_casia_b, tmp_path_factory.mktemp("casia-b-train"), TRAINING_SUBJECTS)
+
+
+@pytest.fixture(scope="session")
+def synthetic_training_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same subjects drawn in code (``tests/synthetic_casia.py``): 3 views, 30 frames."""
+    from tests.synthetic_casia import write_synthetic_tree
+
+    return write_synthetic_tree(tmp_path_factory.mktemp("synthetic-train"), TRAINING_SUBJECTS)
+
+
+@pytest.fixture(scope="session", params=["real", "synthetic"])
+def training_tree(request: pytest.FixtureRequest) -> Path:
+    """A tree for short runs, real (skipped where CASIA-B is absent) and drawn in code, so a
+    fresh clone tests the training code and not only the skip."""
+    return request.getfixturevalue(f"{request.param}_training_tree")
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +92,26 @@ def postgres_url(postgres_server) -> str:
     if isinstance(postgres_server, str):
         return postgres_server
     return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def _outage_postgres():
+    pytest.importorskip("psycopg")
+    from tests.postgres_server import ThrowawayPostgres, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries on this machine")
+    server = ThrowawayPostgres(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_postgres(_outage_postgres):
+    """A throwaway PostgreSQL server apart from the one other tests share, for tests that take
+    it away and bring it back (``ThrowawayPostgres.take_away``, ``bring_back``); running again
+    after each test, whatever the test left. Skips where no server can be started here."""
+    yield _outage_postgres
+    if not _outage_postgres.running():
+        _outage_postgres.bring_back()

@@ -122,3 +122,39 @@ def with_reference(
     )
     write_with_card(path, out or path, card)
     return out or path
+
+
+def with_identification(path: Path, centre: float = 0.9, scale: float = 0.01) -> Path:
+    """Model ``path`` (in place) with identification curves in its card: a subject enrolled at
+    ``k`` views is reached by ``min(1, k * 5 % * exp(-(s - centre) / scale))`` of strangers, and
+    one pair by ``5 % * exp(…)``. Made up, for a toy model: what matters is the arithmetic."""
+    import numpy as np
+
+    from models.card import IdentificationCalibration, StrangerCurve
+    from models.engine import EmbeddingEngine
+    from training.export import write_with_card
+
+    def curve(views: int) -> StrangerCurve:
+        scores = np.linspace(centre - 0.2, centre + 0.05, 26)
+        rates = np.minimum(1.0, views * 0.05 * np.exp(-(scores - centre) / scale))
+        return StrangerCurve(
+            views=views,
+            scores=scores.tolist(),
+            rates=rates.tolist(),
+            tail_score=float(scores[-1]),
+            tail_rate=float(rates[-1]),
+            tail_scale=scale,
+            pairs=1_000_000,
+        )
+
+    card = EmbeddingEngine(path, device="cpu", warmup=False).card
+    found = IdentificationCalibration(
+        subjects="none",
+        subject_count=0,
+        curves=[curve(k) for k in range(1, 12)],
+        level=0.8,
+        pair_curve=curve(1),
+        measured_up_to=0,
+    )
+    write_with_card(path, path, card.model_copy(update={"identification": found}))
+    return path

@@ -21,18 +21,27 @@ def modules_loaded_by(statement: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "statement",
+    ("statement", "needs"),
     [
-        "import service.main, service.cli; service.main.create_app()",
-        "import models, models.contract, models.silhouette, models.engine, models.scoring",
-        "import training.data.casia_b, training.data.cache, training.data.pretreat",
-        "import gaitlab.cli; gaitlab.cli.build_parser()",
+        (
+            "import service.main, service.cli; service.main.create_app()",
+            {"service.main", "fastapi", "onnxruntime", "faiss", "models.engine"},
+        ),
+        (
+            "import models, models.contract, models.silhouette, models.engine, models.scoring",
+            {"models.silhouette", "cv2", "onnxruntime"},
+        ),
+        (
+            "import training.data.casia_b, training.data.cache, training.data.pretreat",
+            {"training.data.pretreat", "cv2"},
+        ),
+        ("import gaitlab.cli; gaitlab.cli.build_parser()", {"gaitlab.cli", "training.cli"}),
     ],
 )
-def test_no_torch_on_the_service_side(statement):
+def test_no_torch_on_the_service_side(statement, needs):
     loaded = modules_loaded_by(statement)
+    assert needs <= loaded  # it did load what it stands for: the next line is not vacuous
     assert "torch" not in loaded
-    assert "cv2" in loaded or "models.silhouette" not in statement
 
 
 def imports_of(package: str) -> set[str]:

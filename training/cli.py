@@ -116,6 +116,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     open_set.add_argument("--seed", type=int, default=0, help="seed of the splits")
     open_set.add_argument(
+        "--card",
+        type=Path,
+        default=None,
+        help="measure the decisions of this model card (FILE.onnx.card.json: its thresholds "
+        "and identification curves) instead of the evaluated model's own: how a card "
+        "transfers to other weights (e.g. another fold's)",
+    )
+    open_set.add_argument(
         "--threshold",
         type=float,
         action="append",
@@ -167,6 +175,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     _add_proof_bound(quantize)
     quantize.set_defaults(run=_run_quantize)
+
+    crossfit = commands.add_parser(
+        "crossfit",
+        help="figures and decisions for a model trained on every subject, from fold models of "
+        "its recipe (each exported on its held-out subjects), with their measured transfer",
+    )
+    crossfit.add_argument("model", type=Path, help="the exported model trained on every fold")
+    crossfit.add_argument(
+        "--folds", type=Path, nargs="+", required=True, help="the folds' exported models"
+    )
+    crossfit.add_argument("--data", type=Path, required=True, help="pkl tree")
+    crossfit.set_defaults(run=_run_crossfit)
 
     recalibrate = commands.add_parser(
         "calibrate",
@@ -286,6 +306,7 @@ def _run_experiment_report(args: argparse.Namespace) -> int:
 
 @_reports_errors
 def _run_eval(args: argparse.Namespace) -> int:
+    from models.card import ModelCard
     from models.default import default_model_path
     from training.evaluation.report import load_embeddings
     from training.evaluation.run import (
@@ -303,8 +324,10 @@ def _run_eval(args: argparse.Namespace) -> int:
             seed=args.seed,
             thresholds=tuple((f"score {t:g}", t) for t in args.threshold),
         )
-    elif args.threshold:
-        raise ValueError("--threshold measures open-set figures: add --open-set")
+        if args.card:
+            open_set = open_set.with_card(ModelCard.from_json(args.card.read_text()))
+    elif args.threshold or args.card:
+        raise ValueError("--threshold and --card measure open-set figures: add --open-set")
     if args.embeddings:
         if args.model or args.data or args.save_embeddings:
             raise ValueError("--embeddings replaces --model, --data and --save-embeddings")
@@ -357,11 +380,33 @@ def _run_calibrate(args: argparse.Namespace) -> int:
             if t.far_interval
             else f" (no interval: fewer than {MIN_BOOTSTRAP_SUBJECTS} subjects)"
         )
+        same = f"; same-view pairs {100 * t.far_same_view:.2f} %" if t.far_same_view else ""
         print(
             f"  FAR {100 * t.far:g} %: score >= {t.score:.4f}, measured FAR "
-            f"{100 * t.measured_far:.2f} %{spread}, TAR {100 * t.tar:.1f} %"
+            f"{100 * t.measured_far:.2f} %{spread}{same}, TAR {100 * t.tar:.1f} %"
         )
+    _print_identification(card)
     return 0
+
+
+def _print_identification(card: ModelCard) -> None:
+    """The identification decision's thresholds by gallery and its checks."""
+    found = card.identification
+    if found is None:
+        return
+    model = found.model()
+    print(f"  identification at FPIR {100 * found.fpir:g} %: threshold by gallery (subjects)")
+    for size in (1, 5, 10, 24, 100, 1000):
+        every = model.threshold(found.fpir, {11: size})
+        one = model.threshold(found.fpir, {1: size})
+        print(f"    {size:5d}: all views {every:.4f}, one view {one:.4f}")
+    for check in found.checks:
+        low, high = check.fpir_interval or (float("nan"), float("nan"))
+        print(
+            f"    measured, {check.subjects} subjects at {check.views} view(s): strangers named "
+            f"{100 * check.fpir:.2f} % (90 %: {100 * low:.2f}–{100 * high:.2f} %), enrolled "
+            f"walkers named right {100 * check.dir:.1f} %"
+        )
 
 
 def _listing(title: str, items: list, limit: int = 20) -> None:
@@ -430,6 +475,30 @@ def _run_quantize(args: argparse.Namespace) -> int:
 
 
 @_reports_errors
+def _run_crossfit(args: argparse.Namespace) -> int:
+    from training.crossfit import cross_fit_model
+
+    card = cross_fit_model(args.model, args.folds, args.data)
+    record = card.cross_fit
+    print(f"wrote {args.model} ({card.version}) from {len(record.folds)} folds")
+    for fold in record.folds:
+        figures = " ".join(f"{k} {v:.1f}" for k, v in fold.rank1["euc"].items())
+        print(f"  fold {fold.version}: held out {fold.held_out}: euc {figures}")
+    _print_variant(card)
+    for name, transfers in (("i → j", record.pairwise), ("leave one out", record.leave_one_out)):
+        print(f"  transfer ({name}):")
+        for t in transfers:
+            far = ", ".join(f"{100 * float(k):g} %: {100 * v:.2f} %" for k, v in t.far.items())
+            print(f"    {'+'.join(t.derived_from)} → {t.measured_on}: FAR {far}")
+            for g in t.galleries:
+                print(
+                    f"      {g.subjects} subjects, {g.views} view(s): strangers named "
+                    f"{100 * g.fpir:.2f} %, walkers named right {100 * g.dir:.1f} %"
+                )
+    return 0
+
+
+@_reports_errors
 def _run_export(args: argparse.Namespace) -> int:
     from training.export import export_checkpoint
 
@@ -465,7 +534,9 @@ def _print_variant(variant: ModelCard) -> None:
             f"  threshold at FAR {threshold.far:g}: score >= {threshold.score:.4f} "
             f"(TAR {100 * threshold.tar:.1f} %)"
         )
-    if variant.calibration is None:
+    if variant.cross_fit is not None:
+        print(f"  thresholds and curves cross-fitted from {len(variant.cross_fit.folds)} folds")
+    elif variant.calibration is None:
         print(
             "  no thresholds: this model trained on every validation subject, and thresholds "
             "from other weights would not keep their rate; requests must pass a threshold"
@@ -476,3 +547,4 @@ def _print_variant(variant: ModelCard) -> None:
             f"  calibrated on {c.subjects} ({c.subject_count} subjects, {c.genuine_pairs} "
             f"genuine and {c.impostor_pairs} impostor pairs, across views)"
         )
+    _print_identification(variant)

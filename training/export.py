@@ -37,6 +37,7 @@ from models.card import (
     PROOF_BOUND,
     Calibration,
     EmbeddingContract,
+    IdentificationCalibration,
     ModelCard,
     ReferenceEmbeddings,
     Threshold,
@@ -240,6 +241,7 @@ class _Measured:
     validation: ValidationResult
     thresholds: list[Threshold]
     calibration: Calibration | None
+    identification: IdentificationCalibration | None = None
 
 
 CALIBRATION_CLIPS = 64
@@ -371,6 +373,144 @@ def int8_case(fp32: ValidationResult, int8: ValidationResult) -> str | None:
     )
 
 
+@dataclass
+class _Plan:
+    """What an export will measure, and on what, checked before any work: the checkpoint's
+    state, the validation subjects and where their figures come from (``validator``: the state
+    of the model that is validated: this one, or a sibling's), whether this model's own weights
+    can be calibrated on them, and a sibling's own cards to take figures from."""
+
+    state: dict
+    data_root: Path
+    subjects: str
+    validator: dict
+    calibrated: bool
+    sibling: str | None = None  # how the card names a sibling's figures
+    sibling_cards: dict[str, ModelCard] | None = None
+
+    @property
+    def config(self) -> dict:
+        return self.state["config"]
+
+
+def _plan(
+    checkpoint: Path,
+    data_root: Path | None,
+    subjects: str | None,
+    validation_from: Path | None,
+    variants: tuple[str, ...],
+) -> _Plan:
+    """The export's plan (:class:`_Plan`), or ``ExportError`` saying what cannot be trusted."""
+    state = load_checkpoint(checkpoint)
+    sibling_cards = None
+    if validation_from and validation_from.name.endswith(".json"):
+        sibling_cards = _sibling_cards(validation_from, variants)
+        fp32 = sibling_cards["fp32"]
+        validator = {
+            "config": fp32.training.recipe,
+            "model_name": fp32.net,
+            "model_options": fp32.net_options,
+            "subject_ids": parse_subjects(fp32.training.subjects),
+        }
+        subjects = subjects or fp32.validation.subjects
+        if subjects != fp32.validation.subjects:
+            raise ExportError(f"{validation_from} was validated on other subjects than {subjects}")
+    else:
+        validator = load_checkpoint(validation_from) if validation_from else state
+    subjects = subjects or validator["config"]["data"].get("val_subjects")
+    if not subjects:
+        raise ExportError("no validation subjects: pass --subjects (e.g. 051-074)")
+    chosen = set(parse_subjects(subjects))
+    if overlap := chosen & set(validator["subject_ids"]):
+        raise ExportError(
+            f"validation subjects {subjects} include {len(overlap)} the validating model was "
+            f"trained on (e.g. {sorted(overlap)[0]}): its figures and thresholds would flatter "
+            "it; hold subjects out, or pass --validation-from with a model that did"
+        )
+    if validation_from and (differ := _same_recipe(state, validator)):
+        raise ExportError(
+            f"{validation_from} was not trained with the same recipe ({', '.join(differ)} "
+            "differ): its figures would not describe this model"
+        )
+    sibling = None
+    if validation_from:
+        sibling = (
+            f"sibling {validation_from.name}: the same recipe trained on "
+            f"{validator['config']['data']['train_subjects']}, never shown {subjects}"
+        )
+    return _Plan(
+        state,
+        Path(data_root or state["config"]["data"]["root"]),
+        subjects,
+        validator,
+        calibrated=not chosen & set(state["subject_ids"]),
+        sibling=sibling,
+        sibling_cards=sibling_cards,
+    )
+
+
+def _measure_variant(
+    plan: _Plan,
+    variant: str,
+    main: _Exported,
+    validating: _Exported | None,
+    cache: SilhouetteCache,
+    progress: bool,
+) -> _Measured:
+    """One variant's validation figures (its own, a sibling's measured here, or a sibling's
+    cards') and, where its own weights never saw the subjects, its thresholds and curves."""
+    own = None
+    if plan.calibrated:
+        own = embed_cache_onnx(main.engine(variant), cache, progress=progress, label=variant)
+    if plan.sibling_cards:
+        validation = plan.sibling_cards[variant].validation.model_copy(
+            update={"source": plan.sibling}
+        )
+    elif validating:
+        feats = embed_cache_onnx(
+            validating.engine(variant), cache, progress=progress, label=f"sibling {variant}"
+        )
+        validation = validate(feats, cache, plan.subjects, plan.sibling)
+    else:
+        validation = validate(own, cache, plan.subjects, OWN_MEASUREMENT)
+    if own is None:
+        return _Measured(validation, [], None)
+    found = calibrate(own, cache.subjects, cache.conditions, cache.views, plan.subjects)
+    return _Measured(validation, found.thresholds, found.record, found.identification)
+
+
+def _card(
+    plan: _Plan,
+    variant: str,
+    version: str,
+    main: _Exported,
+    measured: _Measured,
+    reference: ReferenceEmbeddings,
+    name: str | None,
+) -> ModelCard:
+    config = plan.config
+    return ModelCard(
+        name=name or config["name"],
+        version=version,
+        variant=variant,
+        net=plan.state["model_name"],
+        net_options=json.loads(json.dumps(plan.state["model_options"])),  # tuples → lists
+        embedding=EmbeddingContract(shape=["batch", *main.embedding_dims]),
+        training=TrainingRecord(
+            subjects=config["data"]["train_subjects"],
+            config_name=config["name"],
+            iterations=plan.state["iteration"],
+            wall_time_s=round(plan.state["elapsed_s"], 1),
+            recipe=config,
+        ),
+        validation=measured.validation,
+        thresholds=measured.thresholds,
+        calibration=measured.calibration,
+        identification=measured.identification,
+        reference=reference,
+    )
+
+
 def export_checkpoint(
     checkpoint: Path,
     out: Path,
@@ -400,115 +540,30 @@ def export_checkpoint(
     ``int8``: also write the int8 variant (``FILE.int8.onnx``), validated on its own; it must
     reproduce the fp32 reference embeddings to ``proof_bound`` here, or nothing is written.
     """
-    state = load_checkpoint(checkpoint)
-    config = state["config"]
     variants = ("fp32", "int8") if int8 else ("fp32",)
-    sibling_cards = None
-    if validation_from and validation_from.name.endswith(".json"):
-        sibling_cards = _sibling_cards(validation_from, variants)
-        recipe = sibling_cards["fp32"].training.recipe
-        validator = {
-            "config": recipe,
-            "model_name": sibling_cards["fp32"].net,
-            "model_options": sibling_cards["fp32"].net_options,
-            "subject_ids": parse_subjects(sibling_cards["fp32"].training.subjects),
-        }
-        subjects = subjects or sibling_cards["fp32"].validation.subjects
-        if subjects != sibling_cards["fp32"].validation.subjects:
-            raise ExportError(f"{validation_from} was validated on other subjects than {subjects}")
-    else:
-        validator = load_checkpoint(validation_from) if validation_from else state
-    data_root = Path(data_root or config["data"]["root"])
-    subjects = subjects or validator["config"]["data"].get("val_subjects")
-    if not subjects:
-        raise ExportError("no validation subjects: pass --subjects (e.g. 051-074)")
-    overlap = set(parse_subjects(subjects)) & set(validator["subject_ids"])
-    calibrated = not set(parse_subjects(subjects)) & set(state["subject_ids"])
-    if overlap:
-        raise ExportError(
-            f"validation subjects {subjects} include {len(overlap)} the validating model was "
-            f"trained on (e.g. {sorted(overlap)[0]}): its figures and thresholds would flatter "
-            "it; hold subjects out, or pass --validation-from with a model that did"
-        )
-    if validation_from and (differ := _same_recipe(state, validator)):
-        raise ExportError(
-            f"{validation_from} was not trained with the same recipe ({', '.join(differ)} "
-            "differ): its figures would not describe this model"
-        )
-    cache = SilhouetteCache.load(data_root, parse_subjects(subjects), progress=progress)
+    plan = _plan(checkpoint, data_root, subjects, validation_from, variants)
+    cache = SilhouetteCache.load(plan.data_root, parse_subjects(plan.subjects), progress=progress)
     if len(cache) == 0:
-        raise ExportError(f"no sequences for subjects {subjects} under {data_root}")
-    int8_clips = calibration_clips(data_root, config) if int8 else None
-    sibling = (
-        (
-            f"sibling {validation_from.name}: the same recipe trained on "
-            f"{validator['config']['data']['train_subjects']}, never shown {subjects}"
-        )
-        if validation_from
-        else None
-    )
+        raise ExportError(f"no sequences for subjects {plan.subjects} under {plan.data_root}")
+    int8_clips = calibration_clips(plan.data_root, plan.config) if int8 else None
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        main = _export_bare(state, Path(scratch) / "main", cache, int8_clips)
+        main = _export_bare(plan.state, Path(scratch) / "main", cache, int8_clips)
         reference = reference_of(main.engine("fp32"), proof_bound)
         if int8:
             check_int8_reference(main.engine("int8"), reference)
         validating = None
-        if validation_from and not sibling_cards:
-            validating = _export_bare(validator, Path(scratch) / "sib", cache, int8_clips)
-        measured: dict[str, _Measured] = {}
+        if validation_from and not plan.sibling_cards:
+            validating = _export_bare(plan.validator, Path(scratch) / "sib", cache, int8_clips)
+        version = content_version(plan.state["model_name"], main.fp32.read_bytes())
+        cards = {}
         for variant in variants:
-            own = (
-                embed_cache_onnx(main.engine(variant), cache, progress=progress, label=variant)
-                if calibrated
-                else None
-            )
-            if sibling_cards:
-                validation = sibling_cards[variant].validation.model_copy(
-                    update={"source": sibling}
-                )
-            elif validating:
-                feats = embed_cache_onnx(
-                    validating.engine(variant), cache, progress=progress, label=f"sibling {variant}"
-                )
-                validation = validate(feats, cache, subjects, sibling)
-            else:
-                validation = validate(own, cache, subjects, OWN_MEASUREMENT)
-            thresholds, calibration = [], None
-            if calibrated:
-                thresholds, calibration = calibrate(
-                    own, cache.subjects, cache.conditions, cache.views, subjects
-                )
-            measured[variant] = _Measured(validation, thresholds, calibration)
-
-        options = json.loads(json.dumps(state["model_options"]))  # tuples → lists, as stored
-        version = content_version(state["model_name"], main.fp32.read_bytes())
-        cards: dict[str, ModelCard] = {}
-        for variant in variants:
-            validation, thresholds = measured[variant].validation, measured[variant].thresholds
+            measured = _measure_variant(plan, variant, main, validating, cache, progress)
             own_version = version
             if variant == "int8":
                 own_version = int8_version(version, main.int8.read_bytes())
-            cards[variant] = ModelCard(
-                name=name or config["name"],
-                version=own_version,
-                variant=variant,
-                net=state["model_name"],
-                net_options=options,
-                embedding=EmbeddingContract(shape=["batch", *main.embedding_dims]),
-                training=TrainingRecord(
-                    subjects=config["data"]["train_subjects"],
-                    config_name=config["name"],
-                    iterations=state["iteration"],
-                    wall_time_s=round(state["elapsed_s"], 1),
-                    recipe=config,
-                ),
-                validation=validation,
-                thresholds=thresholds,
-                calibration=measured[variant].calibration,
-                reference=reference,
-            )
+            cards[variant] = _card(plan, variant, own_version, main, measured, reference, name)
         write_with_card(main.fp32, out, cards["fp32"])
         if int8:
             cards["int8"] = cards["int8"].model_copy(
@@ -527,10 +582,9 @@ def _measure_own(
 ) -> _Measured:
     """Validation figures and thresholds of ``engine`` on held-out ``cache`` (its own weights)."""
     feats = embed_cache_onnx(engine, cache, progress=progress, label=label)
-    thresholds, calibration = calibrate(
-        feats, cache.subjects, cache.conditions, cache.views, subjects
-    )
-    return _Measured(validate(feats, cache, subjects, OWN_MEASUREMENT), thresholds, calibration)
+    found = calibrate(feats, cache.subjects, cache.conditions, cache.views, subjects)
+    validation = validate(feats, cache, subjects, OWN_MEASUREMENT)
+    return _Measured(validation, found.thresholds, found.record, found.identification)
 
 
 def quantize_exported(
@@ -578,6 +632,7 @@ def quantize_exported(
                 "validation": quantised.validation,
                 "thresholds": quantised.thresholds,
                 "calibration": quantised.calibration,
+                "identification": quantised.identification,
                 "quantization": SHIPPED_FORMAT.description,
                 "quantized_from": card.version,
                 "cpu_default": int8_case(own.validation, quantised.validation),

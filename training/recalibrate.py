@@ -3,8 +3,9 @@
 A threshold keeps its false accept rate only on people like those it was measured on. Someone
 deploying a model on their own population re-measures it there: this embeds every sequence of
 the given subjects (a pkl tree in the CASIA-B layout, e.g. made by ``gaitlab data pretreat``)
-with the model itself, calibrates over the service's pairs (``training.calibration``) and writes
-the model again with the new thresholds and calibration record in its card. The weights, and so
+with the model itself, calibrates over the service's pairs and searches (``training.calibration``:
+per-pair thresholds and identification curves) and writes the model again with them and the
+calibration record in its card. The weights, and so
 the model's version, do not change: a gallery embedded with it stays valid. Subjects the model
 trained on are refused (their impostor scores are lower than a stranger's).
 """
@@ -51,10 +52,14 @@ def recalibrate(
     if len(cache) == 0:
         raise ExportError(f"no sequences for subjects {subjects} under {data_root}")
     feats = embed_cache_onnx(engine, cache, progress=progress)
-    thresholds, record = calibrate(
-        feats, cache.subjects, cache.conditions, cache.views, subjects, fars
+    found = calibrate(feats, cache.subjects, cache.conditions, cache.views, subjects, fars)
+    card = engine.card.model_copy(
+        update={
+            "thresholds": found.thresholds,
+            "calibration": found.record,
+            "identification": found.identification,
+        }
     )
-    card = engine.card.model_copy(update={"thresholds": thresholds, "calibration": record})
     write_with_card(model_path, out or model_path, card)
     return card
 

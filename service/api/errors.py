@@ -45,6 +45,10 @@ DESCRIPTIONS = {
     415: "the upload is not a clip format the service reads",
     422: "a field, a clip, a manifest or a model that cannot be used as sent",
     429: "the embedding slots are all busy; retry after Retry-After seconds",
+    503: "store_unavailable: the gallery store cannot be used now (its database is away, its "
+    "file locked, read-only or its disk full; nothing was acknowledged); retry after "
+    "Retry-After seconds. model_changed: another replica activated a model during the "
+    "enrollment; retry",
 }
 
 

@@ -9,11 +9,12 @@ version's embeddings; samples are keyed by their store ids.
 of 2,048 floats here. Its full vectors are always kept: they are the copy of record (scores,
 ``score_subject``, retraining) and answer every ``exact=True`` search.
 
-**Removal** marks a sample removed (a tombstone): it leaves the answers at once, and searches
-ask for as many more results as there are tombstones and skip them. The vectors themselves go
-in one pass once the tombstones reach ``COMPACT_MIN`` or ``COMPACT_SHARE`` of the gallery:
-removing from a flat index shifts every vector after it (up to 0.1 s at 100,000 samples, with
-the lock held), so one pass for many removals instead of one each (README "Speed").
+**Removal erases at once.** A removed sample's full vector is overwritten with zeros where it
+lies and its reduced copy leaves the lists, so no copy of it stays in memory; it leaves every
+answer at once (searches pass FAISS an ``IDSelector`` that skips the removed ids). What stays is
+its zeroed slot (a tombstone), reclaimed in one pass once the tombstones reach ``COMPACT_MIN`` or
+``COMPACT_SHARE`` of the gallery: removing from a flat index shifts every vector after it (up
+to 0.1 s at 100,000 samples with the lock held), so one pass for many removals.
 
 **Approximate**: a query first finds a shortlist in an IVF index of the vectors projected onto
 their ``reduced_dim`` (128) principal directions (uncentred, so inner products are kept as well
@@ -31,16 +32,18 @@ projection and centroids can be kept in a folder, so a restart adds the vectors 
 
 With the GPU build of FAISS (the ``gpu`` extra) and a visible GPU, exact searches of a gallery
 without lists run on a GPU copy of the full vectors: additions go to both copies, a removal
-rebuilds the GPU copy from the CPU one (the copy of record), and searches deeper than the GPU's
-k limit use the CPU copy. The approximate index stays on the CPU.
+compacts the CPU copy (the copy of record) at once and copies it to the GPU again (both cost a
+pass over the gallery), and searches deeper than the GPU's k limit use the CPU copy. The
+approximate index stays on the CPU.
+
+Pieces: ``service.gallery.subjects`` (which subject a sample is), ``service.gallery.lists``
+(building, keeping and reading the lists).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -48,6 +51,8 @@ from typing import Literal
 import faiss
 import numpy as np
 
+from service.gallery.lists import MIN_TRAINING, build_lists, ivf_of, kept_name, list_count
+from service.gallery.subjects import SubjectBook
 from service.threads import lower_this_thread
 
 log = logging.getLogger(__name__)
@@ -82,22 +87,11 @@ class IndexPolicy:
 
 
 GPU_MAX_K = 2048  # FAISS GPU searches return at most this many neighbours
-MIN_TRAINING = 2_000  # fewer samples train too few lists to be worth it
-POINTS_PER_LIST = 40  # training sample: FAISS wants at least 39 points per centroid
-KMEANS_ITERATIONS = 10  # FAISS's default is 25: 2.5× the training time (README "Speed")
 REGROW = 4  # retrain when the gallery has grown this many times since the last training
 SHORTLIST_FACTOR = 2  # candidates scored exactly: this many times the samples needed …
 SHORTLIST_MIN = 64  # … and at least this many
-COMPACT_MIN = 256  # removed samples kept as tombstones until there are this many …
+COMPACT_MIN = 256  # zeroed slots of removed samples kept until there are this many …
 COMPACT_SHARE = 0.01  # … or this share of the vectors held, whichever is more
-
-
-def list_count(samples: int) -> int:
-    """``nlist`` for a gallery: about 2·√n, a power of two, at least 16, at most 4,096, and
-    no more than the samples can train (``POINTS_PER_LIST`` a list)."""
-    wanted = 2 ** round(math.log2(2 * math.sqrt(max(samples, 1))))
-    trainable = 2 ** math.floor(math.log2(max(samples // POINTS_PER_LIST, 1)))
-    return int(max(16, min(4096, wanted, trainable)))
 
 
 def shortlist_size(needed: int) -> int:
@@ -110,24 +104,20 @@ def gpu_count() -> int:
     return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
 
 
-def principal_directions(vectors: np.ndarray, dims: int) -> np.ndarray:
-    """float32 [dims, d]: the top eigenvectors of the vectors' (uncentred) second moment, so
-    ``(A x) · (A q)`` is the best ``dims``-dimensional approximation of ``x · q`` for vectors
-    like these. numpy's LAPACK, not FAISS's PCA: 1.5 s instead of 14 s for d = 2,048 here."""
-    second_moment = (vectors.T @ vectors).astype(np.float64)  # [d, d]: no float64 copy of all
-    _, eigenvectors = np.linalg.eigh(second_moment)  # ascending eigenvalues
-    return np.ascontiguousarray(eigenvectors[:, ::-1][:, :dims].T, dtype=np.float32)
-
-
 def _contents(vectors: faiss.IndexIDMap2) -> tuple[np.ndarray, np.ndarray]:
     """Every (id int64 [n], vector float32 [n, d]) the full-vector index holds."""
     ids = faiss.vector_to_array(vectors.id_map).astype(np.int64)
     return ids, faiss.downcast_index(vectors.index).reconstruct_n(0, vectors.ntotal)
 
 
-def _lists_name(version: str, nlist: int, reduced: int) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in version)
-    return f"{safe}.{nlist}.{reduced}.ivf"
+def _erase(vectors: faiss.IndexIDMap2, ids: np.ndarray) -> None:
+    """Overwrite these ids' vectors with zeros where they lie in the flat index's own memory
+    (views of FAISS's buffers, no copies)."""
+    count, dim = vectors.ntotal, vectors.d
+    held_ids = faiss.rev_swig_ptr(vectors.id_map.data(), count)
+    rows = np.flatnonzero(np.isin(held_ids, ids))
+    flat = faiss.downcast_index(vectors.index)
+    faiss.rev_swig_ptr(flat.get_xb(), count * dim).reshape(count, dim)[rows] = 0.0
 
 
 class GalleryIndex:
@@ -159,11 +149,9 @@ class GalleryIndex:
         if device != "cpu" and gpu_count() > 0:
             self._gpu_resources = faiss.StandardGpuResources()
             self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._vectors)
-        self._subject_of: dict[int, str] = {}
-        self._samples_of: dict[str, set[int]] = {}
-        self._most = 0  # the most samples any one subject has
-        self._with_size: Counter[int] = Counter()  # samples a subject has → subjects with so many
-        self._removed: set[int] = set()  # tombstones: removed, their vectors still held
+        self._book = SubjectBook()
+        self._removed: set[int] = set()  # tombstones: removed ids whose zeroed slots remain
+        self._skip_removed: faiss.SearchParameters | None = None  # a selector of the others
         self._lock = threading.Lock()
         self._replay: list[tuple[str, np.ndarray, np.ndarray | None]] | None = None
         self._retraining: threading.Thread | None = None
@@ -173,7 +161,7 @@ class GalleryIndex:
 
     @property
     def held(self) -> int:
-        """Vectors held: the samples, and removed ones not compacted away yet."""
+        """Slots held: the samples, and the zeroed slots of removed ones not compacted yet."""
         return self._vectors.ntotal
 
     @property
@@ -188,11 +176,11 @@ class GalleryIndex:
     @property
     def lists(self) -> int:
         """The approximate index's ``nlist`` (0 while exact)."""
-        return 0 if self._lists is None else _ivf(self._lists).nlist
+        return 0 if self._lists is None else ivf_of(self._lists).nlist
 
     @property
     def subjects(self) -> int:
-        return len(self._samples_of)
+        return self._book.subjects
 
     def add(self, sample_ids: np.ndarray, subject_ids: list[str], vectors: np.ndarray) -> None:
         """In sample_ids: int64 [n], subject_ids: n strings, vectors: float32 [n, dim].
@@ -204,7 +192,7 @@ class GalleryIndex:
             raise ValueError(f"vectors must be [n, {self.dim}]; got {vectors.shape}")
         with self._lock:
             new = [i for i, sample_id in enumerate(map(int, sample_ids))
-                   if sample_id not in self._subject_of]  # fmt: skip
+                   if sample_id not in self._book]  # fmt: skip
             if not new:
                 return
             ids = np.asarray(sample_ids, dtype=np.int64)
@@ -212,9 +200,9 @@ class GalleryIndex:
                 ids, vectors = ids[new], vectors[new]
                 subject_ids = [subject_ids[i] for i in new]
             revived = [sample_id for sample_id in map(int, ids) if sample_id in self._removed]
-            if revived:  # an id used again: its old vector goes first
-                self._purge(np.asarray(revived, dtype=np.int64))
-                self._removed.difference_update(revived)
+            if revived:  # an id used again: its zeroed slot goes first
+                self._vectors.remove_ids(np.asarray(revived, dtype=np.int64))
+                self._forget_tombstones(revived)
             if self._vectors.ntotal == 0 and self.policy.wants_lists(len(ids)):
                 lists = self._lists_of(ids, vectors)  # first: nothing is added if it fails
                 self._vectors.add_with_ids(vectors, ids)
@@ -228,54 +216,55 @@ class GalleryIndex:
             if self._replay is not None:  # a retraining is running: its lists need them too
                 self._replay.append(("add", ids, vectors))
             for sample_id, subject_id in zip(map(int, ids), subject_ids, strict=True):
-                self._subject_of[sample_id] = subject_id
-                samples = self._samples_of.setdefault(subject_id, set())
-                samples.add(sample_id)
-                self._resized(len(samples) - 1, len(samples))
+                self._book.add(sample_id, subject_id)
             self._maybe_retrain()
 
     def remove(self, sample_ids: list[int]) -> None:
-        """Tombstones: the samples leave every answer now, their vectors at the next compaction
-        (``COMPACT_MIN``, ``COMPACT_SHARE``; never during a retraining, which snapshots them)."""
+        """The samples leave every answer now, and no copy of their vectors stays: the full
+        vectors are zeroed in place and the reduced ones leave the lists; the zeroed slots go
+        at the next compaction (``COMPACT_MIN``, ``COMPACT_SHARE``; never during a retraining,
+        which snapshots them)."""
         with self._lock:
-            for sample_id in map(int, sample_ids):
-                subject_id = self._subject_of.pop(sample_id, None)
-                if subject_id is None:
-                    continue
-                self._removed.add(sample_id)
-                samples = self._samples_of[subject_id]
-                samples.discard(sample_id)
-                self._resized(len(samples) + 1, len(samples))
-                if not samples:
-                    del self._samples_of[subject_id]
+            gone = [i for i in map(int, sample_ids) if self._book.remove(i)]
+            if not gone:
+                return
+            ids = np.asarray(gone, dtype=np.int64)
+            if self._lists is not None:
+                self._lists.remove_ids(ids)
+            if self._replay is not None:  # the lists being trained hold them too
+                self._replay.append(("remove", ids, None))
+            if self._gpu_index is not None:  # a GPU copy is copied again: compact first
+                self._vectors.remove_ids(ids)
+                self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._vectors)
+                return
+            _erase(self._vectors, ids)
+            self._removed.update(gone)
+            self._skip_removed = None
             due = max(COMPACT_MIN, COMPACT_SHARE * self._vectors.ntotal)
             if len(self._removed) >= due and self._replay is None:
-                self._purge(self._tombstones())
-                self._removed.clear()
+                self._vectors.remove_ids(self._tombstones())
+                self._forget_tombstones(list(self._removed))
 
-    def _resized(self, before: int, after: int) -> None:
-        """(Lock held.) A subject went from ``before`` to ``after`` samples (one more or one
-        fewer): ``_most`` follows in constant time, not a pass over every subject."""
-        self._with_size[before] -= 1
-        self._with_size[after] += 1
-        grew = after > self._most
-        if grew or (before == self._most and self._with_size[before] <= 0):
-            self._most = after
+    def _forget_tombstones(self, ids: list[int]) -> None:
+        """(Lock held.) These slots are gone from the flat index."""
+        self._removed.difference_update(ids)
+        self._skip_removed = None
 
     def _tombstones(self) -> np.ndarray:
-        """(Lock held.) The removed ids whose vectors are still held: int64 [t]."""
+        """(Lock held.) The removed ids whose zeroed slots are still held: int64 [t]."""
         return np.fromiter(self._removed, np.int64, len(self._removed))
 
-    def _purge(self, ids: np.ndarray) -> None:
-        """(Lock held.) Remove these ids' vectors from every structure that holds them."""
-        self._vectors.remove_ids(ids)
-        if self._lists is not None:
-            self._lists.remove_ids(ids)
-        if self._gpu_index is not None:
-            # GPU flat indexes cannot remove: copy again
-            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._vectors)
-        if self._replay is not None:  # the lists being trained hold them too
-            self._replay.append(("remove", ids, None))
+    def _search_parameters(self) -> faiss.SearchParameters | None:
+        """(Lock held.) Flat-search parameters that skip the tombstones (None: there are none),
+        made once per change of them."""
+        if not self._removed:
+            return None
+        if self._skip_removed is None:
+            batch = faiss.IDSelectorBatch(self._tombstones())
+            skip = faiss.IDSelectorNot(batch)
+            self._skip_parts = (batch, skip)  # FAISS's objects hold only pointers to these
+            self._skip_removed = faiss.SearchParameters(sel=skip)
+        return self._skip_removed
 
     def search(self, query: np.ndarray, top_k: int, exact: bool = False) -> list[SubjectHit]:
         """The ``top_k`` best subjects for one query vector [dim], each by its best sample.
@@ -291,38 +280,33 @@ class GalleryIndex:
             total = len(self)
             if total == 0:
                 return []
-            needed = min(total, (top_k - 1) * self._most + 1)
+            needed = min(total, (top_k - 1) * self._book.most + 1)
             if self._lists is None or exact:
                 scores, ids = self._search_exact(query, needed)
             else:
                 scores, ids = self._search_lists(query, needed)
             best: dict[str, SubjectHit] = {}
             for score, sample_id in zip(scores, ids, strict=True):
-                subject = self._subject_of.get(int(sample_id))  # None: a tombstone
-                if subject is not None and subject not in best:  # results come best first
+                subject = self._book.subject_of[int(sample_id)]
+                if subject not in best:  # results come best first
                     best[subject] = SubjectHit(subject, int(sample_id), float(score))
             return list(best.values())[:top_k]
 
     def _search_exact(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Lock held.) Scores float32 and ids int64 of the best k samples, best first; with
-        tombstones among them when there are some (as many more are asked for)."""
-        k = min(self._vectors.ntotal, k + len(self._removed))
-        if self._gpu_index is not None and k <= GPU_MAX_K:
+        """(Lock held.) Scores float32 and ids int64 of the best k samples, best first."""
+        if self._gpu_index is not None and k <= GPU_MAX_K:  # no tombstones with a GPU copy
             scores, ids = self._gpu_index.search(query, k)
         else:
-            scores, ids = self._vectors.search(query, k)
+            scores, ids = self._vectors.search(query, k, params=self._search_parameters())
         found = ids[0] >= 0
         return scores[0][found], ids[0][found]
 
     def _search_lists(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Lock held.) The best k of the probed lists' shortlist, scored on the full vectors;
-        tombstones are left out."""
-        shortlist = shortlist_size(k)
-        wanted = min(self._vectors.ntotal, shortlist + len(self._removed))
+        """(Lock held.) The best k of the probed lists' shortlist (removed samples left the
+        lists), scored on the full vectors."""
+        wanted = min(len(self), shortlist_size(k))
         _, found = self._lists.search(query, wanted, params=self._probe)
         candidates = found[0][found[0] >= 0]
-        if self._removed:  # best first: the shortlist is the first that are not tombstones
-            candidates = candidates[~np.isin(candidates, self._tombstones())][:shortlist]
         if len(candidates) == 0:
             return np.empty(0, np.float32), candidates
         scores = self._vectors.reconstruct_batch(candidates) @ query[0]
@@ -332,7 +316,7 @@ class GalleryIndex:
     def score_subject(self, query: np.ndarray, subject_id: str) -> SubjectHit | None:
         """The subject's best sample score for ``query``, or ``None`` if it has no samples."""
         with self._lock:
-            ids = sorted(self._samples_of.get(subject_id, ()))
+            ids = sorted(self._book.samples_of.get(subject_id, ()))
             if not ids:
                 return None
             vectors = self._vectors.reconstruct_batch(np.asarray(ids, dtype=np.int64))
@@ -349,34 +333,13 @@ class GalleryIndex:
     # --- the approximate index
 
     def _lists_of(self, ids: np.ndarray, vectors: np.ndarray) -> faiss.IndexPreTransform:
-        """An IVF index of these vectors' reduced forms, on a kept projection and centroids
-        when there are some for its size."""
-        nlist = list_count(len(ids))
+        """The lists of these vectors (``service.gallery.lists``), kept in ``centroids_dir``."""
         reduced = min(self.policy.reduced_dim, self.dim)
         kept = None
         if self.centroids_dir is not None:
-            kept = self.centroids_dir / _lists_name(self.model_version, nlist, reduced)
-        lists = _read_kept(kept) if kept is not None and kept.is_file() else None
-        if lists is None:
-            picked = np.random.default_rng(0).permutation(len(ids))[: POINTS_PER_LIST * nlist]
-            sample = vectors[np.sort(picked)]
-            projection = faiss.LinearTransform(self.dim, reduced, False)
-            faiss.copy_array_to_vector(principal_directions(sample, reduced).ravel(), projection.A)
-            projection.is_trained = True
-            ivf = faiss.IndexIVFFlat(
-                faiss.IndexFlatIP(reduced), reduced, nlist, faiss.METRIC_INNER_PRODUCT
-            )
-            ivf.cp.niter = KMEANS_ITERATIONS
-            lists = faiss.IndexPreTransform(projection, ivf)
-            lists.train(sample)
-            if kept is not None:
-                _keep(lists, kept)
-        lists.add_with_ids(vectors, ids)
-        log.info(
-            "approximate index built",
-            extra={"samples": len(ids), "lists": nlist, "reduced_dim": reduced},
-        )
-        return lists
+            nlist = list_count(len(ids))
+            kept = self.centroids_dir / kept_name(self.model_version, nlist, reduced)
+        return build_lists(ids, vectors, reduced, kept)
 
     def _swap_in(self, lists: faiss.IndexPreTransform, trained_at: int) -> None:
         """(Lock held.) Answer from ``lists`` from now on; a GPU copy of the exact index goes."""
@@ -384,7 +347,7 @@ class GalleryIndex:
         # made once per index (each search reuses them): FAISS's Python objects own each other
         # only through these references
         self._probe_ivf = faiss.SearchParametersIVF(
-            nprobe=min(self.policy.nprobe, _ivf(lists).nlist)
+            nprobe=min(self.policy.nprobe, ivf_of(lists).nlist)
         )
         self._probe = faiss.SearchParametersPreTransform()
         self._probe.index_params = self._probe_ivf
@@ -406,7 +369,7 @@ class GalleryIndex:
         try:
             with self._lock:  # writes from here on are replayed onto the new index
                 ids, vectors = _contents(self._vectors)
-                if self._removed:  # tombstones stay out of the new lists
+                if self._removed:  # zeroed slots stay out of the new lists
                     kept = ~np.isin(ids, self._tombstones())
                     ids, vectors = ids[kept], vectors[kept]
                 self._replay = []
@@ -424,28 +387,3 @@ class GalleryIndex:
         finally:
             with self._lock:
                 self._replay, self._retraining = None, None
-
-
-def _read_kept(path: Path) -> faiss.Index | None:
-    """Kept lists, or ``None`` (they are trained again) when the file cannot be read."""
-    try:
-        return faiss.read_index(str(path))
-    except RuntimeError:
-        log.warning("kept centroids unreadable; training anew", extra={"path": str(path)})
-        return None
-
-
-def _keep(lists: faiss.IndexPreTransform, path: Path) -> None:
-    """Write the trained, empty lists (projection and centroids) for the next start; a start
-    never reads a half-written file, and a failed write only costs the next start a training."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(lists, str(partial))
-        partial.replace(path)
-    except (OSError, RuntimeError):
-        log.warning("trained centroids not kept", extra={"path": str(path)}, exc_info=True)
-
-
-def _ivf(lists: faiss.IndexPreTransform) -> faiss.IndexIVFFlat:
-    return faiss.downcast_index(lists.index)

@@ -40,6 +40,20 @@ class StaleModelError(ServiceError):
     status, code = 503, "model_changed"
 
 
+class StoreUnavailableError(ServiceError):
+    """The gallery store cannot be used now: the database is away or refuses, a file is locked,
+    read-only or its disk full, or a wait for it ran out. The operation was not acknowledged
+    (a write cut off during its commit may still have been stored); retry after
+    ``Retry-After`` seconds. Raised by the store (``service.gallery.store``), which turns the
+    driver's errors into this one."""
+
+    status, code = 503, "store_unavailable"
+
+    def __init__(self, detail: str, retry_after_s: int = 1):
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
 class StoreVersionError(RuntimeError):
     """The store was written by a newer GaitLab than this one."""
 

@@ -8,20 +8,27 @@ its connection, its transactions and its schema:
 
 ``open_store(target)`` picks one: a ``postgresql://`` URL, or a path to a SQLite file. Every
 write is one transaction, committed before the call returns: an acknowledged write is durable.
+
+Every use of the store goes through ``_write`` or ``_read``, which bound it and turn the
+driver's errors that mean "cannot be used now" (a server away, a file locked or full) into one
+domain error, ``StoreUnavailableError`` (503); any other error is a bug and passes as it is. A
+background check keeps ``status`` current (``service.gallery.availability``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from service.gallery.availability import StoreOptions, StoreStatus, StoreWatch
 from service.gallery.records import (
     ACTIVE_MODEL_KEY,
     Change,
@@ -31,6 +38,7 @@ from service.gallery.records import (
     Sample,
     SampleNotFoundError,
     StaleModelError,
+    StoreUnavailableError,
     StoreVersionError,
     Subject,
     SubjectNotFoundError,
@@ -50,6 +58,8 @@ __all__ = [
     "Sample",
     "SampleNotFoundError",
     "StaleModelError",
+    "StoreOptions",
+    "StoreUnavailableError",
     "StoreVersionError",
     "Subject",
     "SubjectNotFoundError",
@@ -57,6 +67,8 @@ __all__ = [
     "encode_metadata",
     "open_store",
 ]
+
+log = logging.getLogger("gaitlab.store")
 
 SAMPLE_COLUMNS = "id, subject_id, created_at, frames, condition, view, metadata"
 
@@ -80,15 +92,24 @@ class GalleryStore(ABC):
     falls further behind rebuilds its index from the store. The newest change is always kept."""
     prune_every_s: float = 60.0  # the log is pruned by a write at most this often
     _pruned_at: float = 0.0
+    fails_fast: bool = False
+    """While the store is known to be down, refuse at once instead of trying (a server that can
+    go away, where trying means waiting); a backend whose failures are immediate tries."""
+
+    def __init__(self, options: StoreOptions | None = None):
+        """A backend calls this first, and ``self._watch.start()`` once the store is open."""
+        self.options = options or StoreOptions()
+        self.status = StoreStatus(self.options)
+        self._watch = StoreWatch(self.check, self.options.check_s)
 
     # --- what a backend supplies
     @abstractmethod
-    def _write(self) -> AbstractContextManager[Any]:
+    def _transaction(self) -> AbstractContextManager[Any]:
         """A transaction: yields an object with ``execute(sql, params) -> cursor``; commits on
         success (durably, before returning), rolls back on error."""
 
     @abstractmethod
-    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
         """The rows of one query, outside any write transaction."""
 
     @abstractmethod
@@ -96,7 +117,96 @@ class GalleryStore(ABC):
         """What makes deleted rows gone from the files (a backend's erasure step)."""
 
     @abstractmethod
-    def close(self) -> None: ...
+    def _unavailable(self, error: Exception) -> tuple[str, bool] | None:
+        """If the driver's ``error`` means the store cannot be used now: what to tell the
+        client, and whether the whole store is down (not just this operation refused). None
+        for any other error: a bug, raised as it is."""
+
+    @abstractmethod
+    def _check(self) -> bool:
+        """Reach the store outside the request path, raising the driver's error if it cannot;
+        True if it has restarted since the last check (connections made before are lost)."""
+
+    @abstractmethod
+    def _reconnect(self) -> None:
+        """The store answers again after an outage: replace connections made before it."""
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    def close(self) -> None:
+        self._watch.stop()
+        self._close()
+
+    # --- availability
+    @contextmanager
+    def _access(self) -> Iterator[None]:
+        """One use of the store: refused at once while it is known to be down (``fails_fast``);
+        the driver's "unavailable" errors raised as ``StoreUnavailableError``, and a store
+        found down marked so (and checked at once)."""
+        self.refuse_if_down()
+        try:
+            yield
+        except Exception as error:
+            found = self._unavailable(error)
+            if found is None:
+                raise
+            reason, down = found
+            if down and self.fails_fast:
+                self.status.mark_down(reason)
+                self._watch.wake()
+            wait = self.options.retry_after_s
+            raise StoreUnavailableError(
+                f"{self.status.name} is unavailable ({reason}); retry after {wait} s", wait
+            ) from error
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        """A transaction (``_transaction``) through ``_access``."""
+        with self._access(), self._transaction() as db:
+            yield db
+
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """The rows of one query (``_query``) through ``_access``."""
+        with self._access():
+            return self._query(sql, params)
+
+    def refuse_if_down(self) -> None:
+        """``StoreUnavailableError`` now if the store fails fast and is known to be down (so a
+        caller spends nothing on work the store would refuse)."""
+        if self.fails_fast:
+            self.status.refuse_if_down()
+
+    def check(self) -> None:
+        """Reach the store now and record what was found (the background check; never raises).
+        A store found again after an outage, or restarted, reconnects afresh first."""
+        try:
+            restarted = self._check()
+            if restarted or self.status.down:
+                self._reconnect()
+        except Exception as error:
+            self.status.mark_down(self._reason(error))
+        else:
+            self.status.mark_up()
+
+    def _reason(self, error: Exception) -> str:
+        if isinstance(error, StoreUnavailableError):
+            return error.detail
+        found = self._unavailable(error)
+        if found is None:
+            log.exception("the store check failed")
+            return f"its check failed: {type(error).__name__}"
+        return found[0]
+
+    def _erase(self) -> None:
+        """The backend's erasure step after a committed delete. A failure is logged, not raised:
+        the delete is committed, so it is answered (and applied to the index); the next
+        delete's step reaches this one's rows too."""
+        try:
+            with self._access():
+                self._after_delete()
+        except StoreUnavailableError as error:
+            log.error("the erasure step after a delete failed", extra={"error": error.detail})
 
     def wait_for_change(self, timeout: float) -> None:
         """Return when a change may have been logged, or after ``timeout`` seconds (a backend
@@ -205,7 +315,7 @@ class GalleryStore(ABC):
             if db.execute("DELETE FROM subjects WHERE id = ?", (subject_id,)).rowcount == 0:
                 raise SubjectNotFoundError.of(subject_id)
             self._log(db, "delete", ids, None)
-        self._after_delete()
+        self._erase()
         return ids
 
     def delete_sample(self, subject_id: str, sample_id: int) -> None:
@@ -217,7 +327,7 @@ class GalleryStore(ABC):
             if deleted == 0:
                 raise SampleNotFoundError(f"no sample {sample_id} of subject {subject_id!r}")
             self._log(db, "delete", [sample_id], None)
-        self._after_delete()
+        self._erase()
 
     def put_embedding(self, sample_id: int, model_version: str, vector: np.ndarray) -> None:
         """Store (or replace) one sample's embedding from ``model_version``."""
@@ -376,6 +486,23 @@ class GalleryStore(ABC):
         )
         return _embedding_set(rows)
 
+    def sample_views(
+        self, sample_ids: list[int] | None = None
+    ) -> list[tuple[int, str, str | None]]:
+        """(sample id, subject id, view) of every sample, or of these (those still stored): what
+        the identification decision counts a subject's views from."""
+        if sample_ids is None:
+            rows = self._read("SELECT id, subject_id, view FROM samples ORDER BY id")
+        elif not sample_ids:
+            return []
+        else:
+            marks = ", ".join("?" * len(sample_ids))
+            rows = self._read(
+                f"SELECT id, subject_id, view FROM samples WHERE id IN ({marks}) ORDER BY id",
+                tuple(map(int, sample_ids)),
+            )
+        return [(int(r[0]), r[1], r[2]) for r in rows]
+
     def change_position(self) -> int:
         """The id of the last change logged (0 when none)."""
         return int(self._read("SELECT COALESCE(MAX(id), 0) FROM changes")[0][0])
@@ -437,12 +564,12 @@ def _embedding_set(rows: list[tuple]) -> EmbeddingSet:
     return EmbeddingSet(np.array([r[0] for r in rows], np.int64), [r[1] for r in rows], vectors)
 
 
-def open_store(target: str | Path) -> GalleryStore:
+def open_store(target: str | Path, options: StoreOptions | None = None) -> GalleryStore:
     """The store at ``target``: a ``postgresql://`` URL, or the path of a SQLite file."""
     if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
         from service.gallery.postgres import PostgresStore
 
-        return PostgresStore(target)
+        return PostgresStore(target, options)
     from service.gallery.sqlite import SqliteStore
 
-    return SqliteStore(Path(target))
+    return SqliteStore(Path(target), options)

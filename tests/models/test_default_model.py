@@ -42,11 +42,11 @@ def test_the_default_model_loads_with_its_card():
 
 
 @pytest.mark.casia
-def test_eval_uses_the_default_model_when_none_is_named(training_tree, tmp_path):
+def test_eval_uses_the_default_model_when_none_is_named(real_training_tree, tmp_path):
     from gaitlab.cli import main
 
     out = tmp_path / "eval.json"
-    args = ["eval", "--data", str(training_tree), "--subjects", "065-066", "--json", str(out)]
+    args = ["eval", "--data", str(real_training_tree), "--subjects", "065-066", "--json", str(out)]
     assert main(args) == 0
     result = json.loads(out.read_text())
     assert result["model"] == str(DEFAULT_MODEL)
@@ -67,13 +67,13 @@ def test_the_int8_variant_serves_on_a_cpu_because_its_card_makes_the_case():
 
 
 @pytest.mark.casia
-def test_int8_agrees_with_fp32_on_real_clips_on_this_cpu(training_tree):
+def test_int8_agrees_with_fp32_on_real_clips_on_this_cpu(real_training_tree):
     """Cannot pass on a CPU where the int8 variant is wrong (issue 25: 0.90 where U8S8 kernels
     saturated): every clip of subjects the default never trained on within 0.999."""
     from models.proof import agreements, cpu_flags
     from training.data.cache import SilhouetteCache
 
-    cache = SilhouetteCache.load(training_tree, ["065", "066"], progress=False)
+    cache = SilhouetteCache.load(real_training_tree, ["065", "066"], progress=False)
     picks = np.random.default_rng(1).choice(len(cache), 24, replace=False)
     clips = [cache.sequence(i) for i in picks]  # every frame, 8 to 120+
     fp32 = EmbeddingEngine(DEFAULT_MODEL, device="cpu").embed_many(clips)

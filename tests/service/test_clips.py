@@ -175,3 +175,28 @@ def test_a_zip_of_too_many_entries_is_refused_before_its_directory_is_parsed():
             archive.writestr(f"{n}", b"")
     with pytest.raises(ClipTooLargeError, match="2000 entries"):
         decode_clip(buffer.getvalue(), ClipLimits(max_frames=100))
+
+
+def npy_with_header(header: str) -> bytes:
+    """A version 1.0 .npy file whose header is ``header`` as written, then 100 data bytes."""
+    text = header.encode("latin1")
+    text += b" " * (64 - (10 + len(text) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + bytes(100)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 5, 10, }",  # an unclosed tuple
+        "{'descr': '|u1', 'fortran_order': -False, 'shape': (2, 5, 10), }",  # minus a boolean
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 5, 10), '__class__': 1}",
+        "not a dictionary at all",
+    ],
+)
+def test_a_malformed_npy_header_is_a_corrupt_clip_in_our_words(header):
+    """Found by fuzzing /identify: numpy's parser raised tokenize.TokenError (a 500) or
+    quoted a memory address (``<ast.UnaryOp object at 0x…>``) into the 422's detail."""
+    with pytest.raises(CorruptClipError) as caught:
+        decode_clip(npy_with_header(header))
+    assert str(caught.value).startswith("unreadable .npy array: its header is not")
+    assert "0x" not in str(caught.value)

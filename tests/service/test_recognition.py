@@ -11,7 +11,7 @@ from models.engine import EmbeddingEngine
 from service.clips import UnsupportedFormatError
 from service.gallery.store import SubjectNotFoundError, open_store
 from service.recognition import NoThresholdError, Recognizer, TooFewFramesError
-from tests.helpers import toy_model
+from tests.helpers import toy_model, with_identification
 
 
 def walker_clip(shift: int, frames: int = 8, width: int = 12) -> bytes:
@@ -138,3 +138,66 @@ def test_bulk_enrollment_is_all_or_none_and_embeds_as_single_enrollment_does(rec
         single = recognizer.probe(items[samples.index(sample)].upload).vector
         np.testing.assert_allclose(vector, single, atol=1e-5)
     assert recognizer.identify(person(1)).decision == "p1"
+
+
+@pytest.fixture
+def deciding(tmp_path):
+    """A recognizer whose model card has identification curves (``with_identification``)."""
+    model = with_identification(toy_model(tmp_path / "toy.onnx", threshold=0.99), 0.99, 0.002)
+    store = open_store(tmp_path / "gallery.db")
+    yield Recognizer(EmbeddingEngine(model, device="cpu"), store)
+    store.close()
+
+
+def test_identification_decides_at_the_promised_fpir_of_the_gallery_it_holds(deciding):
+    deciding.enroll("p0", person(0), view="090")
+    model = deciding.active.stranger_model
+    one = deciding.identify(person(0))
+    assert one.rule.basis == "fpir"
+    assert one.rule.fpir == 0.01
+    assert one.rule.gallery_subjects == 1
+    assert one.threshold == model.threshold(0.01, {1: 1})
+    assert one.decision == "p0"
+    top = one.hits[0]
+    assert top.views == 1
+    assert top.stranger_chance == pytest.approx(float(model.fpir(top.score, {1: 1})))
+    assert one.margin is None  # nobody to compare with
+
+    for n in range(1, 4):  # more subjects, more views: more chances for a stranger
+        for view in ("000", "090", "180"):
+            deciding.enroll(f"p{n}", person(n), view=view)
+    many = deciding.identify(person(0), top_k=3)
+    assert many.rule.gallery_subjects == 4
+    assert deciding.composition.composition() == {1: 1, 3: 3}
+    assert many.threshold == model.threshold(0.01, {1: 1, 3: 3})
+    assert many.threshold > one.threshold
+    assert many.margin == pytest.approx(many.hits[0].score - many.hits[1].score)
+    chances = [h.stranger_chance for h in many.hits]
+    assert chances == sorted(chances)  # lower scores: more strangers reach them
+
+    looser = deciding.identify(person(0), fpir=0.2)
+    assert looser.rule.fpir == 0.2
+    assert looser.threshold < many.threshold
+    given = deciding.identify(person(0), threshold=0.5)
+    assert (given.rule.basis, given.rule.fpir, given.threshold) == ("threshold", None, 0.5)
+
+    deciding.delete_subject("p1")
+    assert deciding.composition.composition() == {1: 1, 3: 2}
+    assert deciding.identify(person(0)).rule.gallery_subjects == 3
+
+
+def test_a_card_without_curves_decides_per_pair_and_says_so(recognizer):
+    recognizer.enroll("p0", person(0))
+    result = recognizer.identify(person(0))
+    assert (result.rule.basis, result.rule.far, result.rule.fpir) == ("pair_far", 0.01, None)
+    assert result.hits[0].stranger_chance is None
+    with pytest.raises(NoThresholdError, match="no identification curves"):
+        recognizer.identify(person(0), fpir=0.01)
+
+
+def test_verify_is_a_per_pair_decision_with_its_chance(deciding):
+    deciding.enroll("p0", person(0))
+    result = deciding.verify(person(1), "p0")
+    assert (result.rule.basis, result.rule.far) == ("pair_far", 0.01)
+    curve = deciding.active.engine.card.identification.pair_curve.rates_model()
+    assert result.false_accept_chance == pytest.approx(float(curve(result.score)))

@@ -6,6 +6,7 @@ import pytest
 
 from models.default import DEFAULT_INT8, DEFAULT_MODEL
 from models.engine import EngineOptions
+from service.gallery.availability import StoreOptions
 from service.gallery.index import IndexPolicy
 from service.settings import Settings
 
@@ -32,3 +33,15 @@ def test_speed_settings_from_the_environment(monkeypatch):
     assert settings.index_policy == IndexPolicy("approximate", 7000, 8, 2)
     with pytest.raises(ValueError, match="index"):
         Settings(index="hnsw")
+
+
+def test_store_waits_from_the_environment(monkeypatch):
+    monkeypatch.setenv("GAITLAB_STORE_TIMEOUT_S", "3.5")
+    monkeypatch.setenv("GAITLAB_STORE_CHECK_S", "0.25")
+    options = Settings.from_env().store_options
+    assert options == StoreOptions(timeout_s=3.5, check_s=0.25)
+    assert options.retry_after_s == 1
+    assert Settings().store_options == StoreOptions()  # 2 s, checked every 0.5 s
+    for bad in ({"store_timeout_s": 0}, {"store_check_s": -1}, {"store_timeout_s": 600}):
+        with pytest.raises(ValueError, match="store_"):
+            Settings(**bad)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import toy_model, with_reference
+from tests.helpers import toy_model, with_identification, with_reference
 from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, KEYS, REPO, Server
 from tests.service.test_recognition import walker_clip
 
@@ -44,7 +44,7 @@ def server(tmp_path_factory):
     """Asked to serve an int8 variant that disagrees with its fp32 reference here (as saturating
     kernels did on CPUs without VNNI): it serves the fp32 toy, and the page says why."""
     folder = tmp_path_factory.mktemp("web")
-    with_reference(toy_model(folder / "toy.onnx"))
+    with_identification(with_reference(toy_model(folder / "toy.onnx")))
     int8 = with_reference(
         toy_model(folder / "source.onnx"),
         folder / "toy.int8.onnx",
@@ -177,7 +177,11 @@ def test_the_page_end_to_end(server, page, shots):
     page.click("#identify-form button[type=submit]")
     page.wait_for_selector("#identify-result .hit")
     assert page.get_attribute("#identify-result .hit", "data-subject") == "bob"
-    assert "Identified: bob" in page.text_content("#identify-result .decision")
+    assert "Named: bob" in page.text_content("#identify-result .decision")
+    assert "strangers' searches of this gallery score this high" in page.text_content(
+        "#identify-result .decision"
+    ).replace("Strangers", "strangers")
+    assert page.locator("#identify-result .hit.named .score-bar.doubt").count() == 1
     wait_until(
         page,
         "(() => { const i = document.querySelector('#identify-result .hit img.gei');"
@@ -185,10 +189,22 @@ def test_the_page_end_to_end(server, page, shots):
     )
     assert image_loaded(page, "#identify-result .probe img.strip")
     assert image_loaded(page, "#identify-result .probe img.gei")
-    assert "Threshold 0.9500" in page.text_content("#identify-result .threshold-note")
+    note = page.text_content("#identify-result .threshold-note")
+    assert "at most 1.0 % of searches by people who are not enrolled name anyone" in note
+    assert "gallery of 2 subjects" in note
     page.screenshot(path=shots / "web-identify.png", full_page=True)
     findings = serious_accessibility_findings(page)
     assert findings == [], "\n".join(findings)
+
+    # somebody nobody enrolled: "nobody" is the answer, with the closest and why not
+    page.set_input_files("#identify-clip", [clip_file("stranger.npy", walker_clip(0, width=60))])
+    page.click("#identify-form button[type=submit]")
+    wait_until(page, "document.querySelector('#identify-result .decision.unknown') !== null")
+    nobody = page.text_content("#identify-result .decision")
+    assert "Nobody enrolled" in nobody
+    assert "The closest, " in nobody
+    assert page.locator("#identify-result .hit.named").count() == 0
+    page.screenshot(path=shots / "web-identify-nobody.png", full_page=True)
 
     # verify
     page.click("#tab-verify")

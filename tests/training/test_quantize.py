@@ -114,7 +114,7 @@ def real_clips(request) -> np.ndarray:
     """Eight real 30-frame clips of subjects the default never trained on (065–066), or the
     calibration walkers where CASIA-B is absent: uint8 [8 or 4, 30, 64, 44]."""
     try:
-        tree = request.getfixturevalue("training_tree")
+        tree = request.getfixturevalue("real_training_tree")
     except pytest.skip.Exception:
         return np.stack(calibration_walkers())
     from training.data.cache import SilhouetteCache

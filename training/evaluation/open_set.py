@@ -101,7 +101,7 @@ SET_NAMES: tuple[str, ...] = tuple(PROBE_SETS)
 """Probe set codes: ``SET_NAMES[code]`` is the set's name (``NM``, ``BG``, ``CL``)."""
 
 
-def _set_codes(conditions: np.ndarray) -> np.ndarray:
+def set_codes(conditions: np.ndarray) -> np.ndarray:
     """The probe set of each probe condition, as an index into :data:`SET_NAMES` → int8 [n]."""
     codes = np.full(len(conditions), -1, dtype=np.int8)
     for code, set_conditions in enumerate(PROBE_SETS.values()):
@@ -153,7 +153,7 @@ def pair_scores(
     counted = np.ones_like(same)
     if cross_view:
         counted = views[probes][:, None] != views[gallery][None, :]
-    probe_set = np.broadcast_to(_set_codes(conditions[probes])[:, None], scores.shape)
+    probe_set = np.broadcast_to(set_codes(conditions[probes])[:, None], scores.shape)
     genuine, impostor = same & counted, ~same & counted
     people, index = np.unique(subjects, return_inverse=True)
     probe_of = np.broadcast_to(index[probes][:, None], scores.shape)
@@ -402,7 +402,7 @@ def search_splits(
     if cross_view:
         scores[views[probes][:, None] == views[gallery][None, :]] = -np.inf
     probe_subjects, gallery_subjects = subjects[probes], subjects[gallery]
-    probe_set = _set_codes(conditions[probes])
+    probe_set = set_codes(conditions[probes])
     top, correct, mated, split_of = [], [], [], []
     for split, impostors in enumerate(impostor_sets):
         enrolled = ~np.isin(gallery_subjects, impostors)  # [g]

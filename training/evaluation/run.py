@@ -16,12 +16,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.card import ModelCard
 from models.engine import EmbeddingEngine
+from models.identification import DECISION_FPIR, StrangerModel
 from models.proof import require_proof
 from training.checkpoint import model_from_checkpoint
 from training.data.cache import SilhouetteCache
 from training.data.subjects import parse_subjects
 from training.embedding import embed_cache, embed_cache_onnx
+from training.evaluation.galleries import (
+    GalleryResult,
+    evaluate_galleries,
+    format_galleries,
+    plot_galleries,
+    view_scores,
+)
 from training.evaluation.open_set import OpenSetResult, evaluate_open_set
 from training.evaluation.protocol import METRICS, EvaluationResult, evaluate
 from training.evaluation.report import (
@@ -38,6 +47,8 @@ class EvalOutputs:
     results: dict[str, EvaluationResult]  # metric → result
     sequences: int
     open_set: OpenSetResult | None = None
+    galleries: list[GalleryResult] | None = None
+    promise: float | None = None  # the FPIR the galleries' decisions were set for
 
 
 @dataclass
@@ -48,6 +59,23 @@ class OpenSetOptions:
     splits: int = 10
     seed: int = 0
     thresholds: tuple[tuple[str, float], ...] = ()
+    stranger_model: StrangerModel | None = None  # a card's identification curves: its decision
+    fpir: float = DECISION_FPIR
+    card_given: bool = False  # thresholds and curves from a card given by the user
+
+    def with_card(self, card: ModelCard) -> OpenSetOptions:
+        """Measure ``card``'s decisions: its per-pair thresholds and identification curves."""
+        found = card.identification
+        return replace(
+            self,
+            thresholds=(
+                *((f"card {100 * t.far:g} %", t.score) for t in card.thresholds),
+                *self.thresholds,
+            ),
+            stranger_model=found.model() if found else None,
+            fpir=found.fpir if found else self.fpir,
+            card_given=True,
+        )
 
 
 def evaluate_checkpoint(
@@ -70,19 +98,16 @@ def evaluate_checkpoint(
     cache = SilhouetteCache.load(data_root, parse_subjects(subjects), progress=progress)
     if len(cache) == 0:
         raise ValueError(f"no sequences for subjects {subjects} under {data_root}")
-    card_thresholds = []
     if engine is not None:
         feats = embed_cache_onnx(engine, cache, batch_size, progress=progress)
-        if engine.card:
-            card_thresholds = [(f"card {100 * t.far:g} %", t.score) for t in engine.card.thresholds]
+        if open_set and engine.card and not open_set.card_given:
+            open_set = open_set.with_card(engine.card)
     else:
         model = model_from_checkpoint(model_path, device)
         feats = embed_cache(model, cache, torch.device(device), batch_size, progress=progress)
     labels = (cache.subjects, cache.conditions, cache.views)
     if embeddings_path:
         save_embeddings(embeddings_path, feats, *labels)
-    if open_set:
-        open_set = replace(open_set, thresholds=(*card_thresholds, *open_set.thresholds))
     source = {"model": str(model_path), "subjects": subjects}
     return evaluate_embeddings(feats, *labels, source, json_path, open_set)
 
@@ -100,7 +125,15 @@ def evaluate_embeddings(
     and their labels; ``source`` (what they came from) heads the JSON."""
     results = {m: evaluate(feats, subjects, conditions, views, metric=m) for m in METRICS}
     open_result = None
+    galleries = None
     if open_set:
+        rule = None
+        if open_set.stranger_model is not None:
+            model, fpir = open_set.stranger_model, open_set.fpir
+            rule = lambda composition: model.threshold(fpir, composition)  # noqa: E731
+        galleries = evaluate_galleries(
+            view_scores(feats, subjects, conditions, views), rule, seed=open_set.seed
+        )
         open_result = evaluate_open_set(
             feats,
             subjects,
@@ -120,11 +153,14 @@ def evaluate_embeddings(
         }
         if open_result:
             report["open_set"] = open_result.to_dict()
+            report["open_set"]["galleries"] = [g.to_dict() for g in galleries]
             plot_open_set(open_result, json_path.with_name(f"{json_path.stem}_open_set.png"))
+            plot_galleries(galleries, json_path.with_name(f"{json_path.stem}_galleries.png"))
         json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
         for metric, result in results.items():
             plot_heatmaps(result, json_path.with_name(f"{json_path.stem}_{metric}.png"))
-    return EvalOutputs(results, len(feats), open_result)
+    promise = open_set.fpir if open_set and open_set.stranger_model else None
+    return EvalOutputs(results, len(feats), open_result, galleries, promise)
 
 
 def print_results(outputs: EvalOutputs) -> None:
@@ -133,4 +169,7 @@ def print_results(outputs: EvalOutputs) -> None:
         print()
     if outputs.open_set:
         print(format_open_set(outputs.open_set))
+        print()
+    if outputs.galleries:
+        print(format_galleries(outputs.galleries, outputs.promise))
         print()

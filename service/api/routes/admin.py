@@ -45,7 +45,7 @@ def get_model(recognizer: RecognizerDep, refresher: RefresherDep) -> dict:
     "/model",
     status_code=202,
     dependencies=[BODY_LARGE],
-    responses=error_responses(400, 408, 409, 413, 422),
+    responses=error_responses(400, 408, 409, 413, 422, 503),
 )
 async def activate_model(
     recognizer: RecognizerDep,

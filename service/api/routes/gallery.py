@@ -25,7 +25,7 @@ from service.errors import ServiceError
 from service.gallery.store import InvalidMetadataError
 from service.recognition import Enrollment
 
-router = APIRouter(prefix="/gallery", tags=["gallery"], responses=error_responses(401, 422))
+router = APIRouter(prefix="/gallery", tags=["gallery"], responses=error_responses(401, 422, 503))
 SubjectId = Annotated[str, Path(pattern=SUBJECT_ID)]
 SampleId = Annotated[int, Path(ge=1, le=2**62)]
 MAX_OFFSET = 2**31  # far past any gallery; keeps SQLite's 64-bit integers from overflowing
@@ -49,6 +49,16 @@ class ManifestItem(BaseModel):
 MANIFEST = TypeAdapter(list[ManifestItem])
 
 
+def parse_metadata(metadata: str | None) -> dict:
+    """A form's ``metadata`` field (a JSON object, or nothing)."""
+    try:
+        return json.loads(metadata) if metadata else {}
+    except json.JSONDecodeError as error:
+        raise InvalidMetadataError(f"metadata must be a JSON object: {error}") from error
+    except RecursionError:
+        raise InvalidMetadataError("metadata is nested too deeply") from None
+
+
 @router.post(
     "/subjects/{subject_id}/samples",
     dependencies=[ADMIN, EMBEDS, BODY_ONE_CLIP],
@@ -66,12 +76,7 @@ async def enroll(
     metadata: Annotated[str | None, Form(max_length=4096, description="a JSON object")] = None,
 ) -> SamplePublic:
     """Enroll one clip for ``subject_id`` (created if new). Answered once it is on disk."""
-    try:
-        extra = json.loads(metadata) if metadata else {}
-    except json.JSONDecodeError as error:
-        raise InvalidMetadataError(f"metadata must be a JSON object: {error}") from error
-    except RecursionError:
-        raise InvalidMetadataError("metadata is nested too deeply") from None
+    extra = parse_metadata(metadata)
     data = await read_upload(clip, settings)
     sample = await run_in_threadpool(recognizer.enroll, subject_id, data, condition, view, extra)
     return SamplePublic(**sample.__dict__)

@@ -1,9 +1,10 @@
 """Probes (open to all, and telling nothing an outsider should learn), /model and /metrics.
 
 - ``/livez`` (and its old name ``/healthz``): the process is up;
-- ``/readyz``: ready to serve — a model is loaded and the store answers — checked cheaply on
-  every call; the result of the last periodic self-test embedding is part of it (ok or not),
-  never run per call;
+- ``/readyz``: ready to serve — a model is loaded and the store answers — read from state kept
+  current in the background, so it answers at once and never waits on the store or a thread:
+  the store's background check (``service.gallery.availability``) and the last periodic
+  self-test embedding (ok or not), neither run per call;
 - ``/model`` and ``/metrics`` (client key): version, provider, gallery size, the card, timings.
 """
 
@@ -35,16 +36,18 @@ def livez() -> dict:
 
 
 @router.get("/readyz", responses={503: {"description": "not ready: the store or model failed"}})
-def readyz(
+async def readyz(
     recognizer: RecognizerDep, self_test: SelfTestDep, follower: FollowerDep, serving: ServingDep
 ) -> JSONResponse:
-    """Ready to serve: a model is loaded, the store answers, the last self-test passed (the
-    model reproduced its card's reference embeddings through the live path); for replicas of a
-    shared database, the lag of the last change applied (seconds); and, when the model first
-    chosen was refused on this machine, which one serves instead and why (``fallback``)."""
+    """Ready to serve: a model is loaded, the store answered its last background check (at
+    most ``GAITLAB_STORE_CHECK_S`` ago), the last self-test passed (the model reproduced its
+    card's reference embeddings through the live path); for replicas of a shared database,
+    the lag of the last change applied (seconds); and, when the model first chosen was refused
+    on this machine, which one serves instead and why (``fallback``). ``async`` and free of
+    I/O: it runs on the event loop, never in the threads that serve identify."""
     checks = {
         "model": recognizer.active is not None,
-        "store": recognizer.store.ping(),
+        "store": recognizer.store.status.up,
         "self_test": self_test.ok,
     }
     if not follower.healthy:  # a replica that cannot follow its gallery's changes

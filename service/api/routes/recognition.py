@@ -30,16 +30,29 @@ async def identify(
         UploadFile, File(description="silhouette clip (zip, npy/npz, GIF/TIFF, video)")
     ],
     top_k: Annotated[int, Query(ge=1, le=100)] = 5,
-    threshold: Annotated[float | None, Query(ge=-1.0, le=1.0)] = None,
+    threshold: Annotated[
+        float | None, Query(ge=-1.0, le=1.0, description="decide at this score instead")
+    ] = None,
+    fpir: Annotated[
+        float | None,
+        Query(
+            gt=0.0,
+            lt=1.0,
+            description="the share of strangers' searches that may be given a name (default: "
+            "the model card's, 0.01)",
+        ),
+    ] = None,
     pictures: Annotated[bool, Query(description="also return the probe's GEI and strip")] = False,
     exact: Annotated[
         bool, Query(description="search every sample, even where the index is approximate")
     ] = False,
 ) -> IdentifyResponse:
-    """Who is this? Ranked subjects (each by its best sample) and a decision: the top subject if
-    its score passes the threshold (default: the model card's 1 % FAR threshold), else null."""
+    """Who is this, or nobody? Ranked subjects (each by its best sample) and a decision: the
+    top subject if its score reaches the threshold, else null. By default the threshold is set
+    for this gallery (its subjects and their views) so that at most the promised share of
+    strangers' searches (FPIR, 1 %) are given a name; ``rule`` says what it was set for."""
     data = await read_upload(clip, settings)
-    result = await run_in_threadpool(recognizer.identify, data, top_k, threshold, exact)
+    result = await run_in_threadpool(recognizer.identify, data, top_k, threshold, exact, fpir)
     pictured = await run_in_threadpool(probe_pictures, result.silhouettes) if pictures else None
     return IdentifyResponse.of(result, pictured)
 
@@ -53,18 +66,12 @@ async def verify(
     threshold: Annotated[float | None, Query(ge=-1.0, le=1.0)] = None,
     pictures: Annotated[bool, Query(description="also return the probe's GEI and strip")] = False,
 ) -> VerifyResponse:
-    """Is this ``subject_id``? The subject's best sample score, accepted at the threshold."""
+    """Is this ``subject_id``? The subject's best sample score, accepted at the card's per-pair
+    threshold (1 % of stranger pairs; measured on same-view and cross-view pairs alike)."""
     data = await read_upload(clip, settings)
     result = await run_in_threadpool(recognizer.verify, data, subject_id, threshold)
-    return VerifyResponse(
-        subject_id=result.subject_id,
-        score=result.score,
-        accepted=result.accepted,
-        threshold=result.threshold,
-        frames=result.frames,
-        model_version=result.model_version,
-        probe=await run_in_threadpool(probe_pictures, result.silhouettes) if pictures else None,
-    )
+    pictured = await run_in_threadpool(probe_pictures, result.silhouettes) if pictures else None
+    return VerifyResponse.of(result, pictured)
 
 
 def probe_pictures(silhouettes) -> ProbePictures:

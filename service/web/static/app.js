@@ -5,8 +5,9 @@ import { refresh as refreshGallery, setUpGallery } from "./gallery.js";
 import { refreshModel, setUpModel } from "./model.js";
 import { setUpRecognition } from "./recognition.js";
 import { $ } from "./ui.js";
+import { setUpVideo } from "./video.js";
 
-const VIEWS = ["identify", "verify", "gallery", "model"];
+const VIEWS = ["identify", "video", "verify", "gallery", "model"];
 const ON_SHOW = { gallery: refreshGallery, model: refreshModel };
 
 function show(view) {
@@ -45,6 +46,7 @@ function setUpKey() {
 
 setUpKey();
 setUpRecognition();
+setUpVideo();
 setUpGallery();
 setUpModel();
 window.addEventListener("hashchange", () => show(location.hash.slice(1)));

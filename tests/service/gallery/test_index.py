@@ -7,13 +7,8 @@ import numpy as np
 import pytest
 
 from models.scoring import part_normalise, similarity
-from service.gallery.index import (
-    COMPACT_MIN,
-    MIN_TRAINING,
-    GalleryIndex,
-    IndexPolicy,
-    list_count,
-)
+from service.gallery.index import COMPACT_MIN, GalleryIndex, IndexPolicy
+from service.gallery.lists import MIN_TRAINING, list_count
 
 
 def gallery(rng, subjects=20, per_subject=5, c=16, p=4):
@@ -219,7 +214,7 @@ def test_removed_samples_leave_every_answer_at_once_and_their_vectors_in_one_pas
     gone = list(range(0, 2 * (COMPACT_MIN - 1), 2))  # one short of a compaction
     index.remove(gone)
     assert len(index) == 1000 - len(gone)
-    assert index.held == 1000  # tombstones: the vectors are still there
+    assert index.held == 1000  # tombstones: the zeroed slots are still there
     for sample in gone[:20]:
         query = vectors[sample]
         for exact in (True, False):
@@ -288,7 +283,7 @@ def test_the_largest_subject_is_followed_through_additions_and_removals():
             index.add(np.array([step + 1000]), [subject], rng.random((1, 4)).astype(np.float32))
             owners[step + 1000] = subject
         sizes = [list(owners.values()).count(s) for s in set(owners.values())]
-        assert index._most == max(sizes, default=0)  # what bounds the search's depth
+        assert index._book.most == max(sizes, default=0)  # what bounds the search's depth
 
 
 def test_no_compaction_while_a_retraining_snapshots_and_ids_added_again_are_replayed():
@@ -307,3 +302,44 @@ def test_no_compaction_while_a_retraining_snapshots_and_ids_added_again_are_repl
     index._replay = None
     index.remove([COMPACT_MIN])  # the next removal compacts
     assert index.held == len(index) == 600 - COMPACT_MIN
+
+
+def held_vectors(index: GalleryIndex) -> np.ndarray:
+    """Every vector the index holds in memory, full and reduced: float32 [n, d] and [m, r]."""
+    flat = faiss.downcast_index(index._vectors.index).reconstruct_n(0, index._vectors.ntotal)
+    reduced = np.empty((0, 0), np.float32)
+    if index._lists is not None:
+        ivf = faiss.downcast_index(index._lists.index)
+        lists = ivf.invlists
+        parts = [
+            faiss.rev_swig_ptr(lists.get_codes(i), lists.list_size(i) * ivf.code_size)
+            for i in range(ivf.nlist)
+        ]
+        codes = np.concatenate([np.frombuffer(bytes(p), np.uint8) for p in parts])
+        reduced = codes.view(np.float32).reshape(-1, ivf.d)
+    return flat, reduced
+
+
+@pytest.mark.parametrize("policy", ["exact", "approximate"])
+def test_a_removed_sample_leaves_no_copy_of_its_vector_in_memory(policy):
+    rng = np.random.default_rng(7)
+    ids, subjects, vectors, _ = clustered(rng, 300, 10)
+    index = GalleryIndex(64, "v", "cpu", IndexPolicy(policy))
+    index.add(ids[:2500], subjects[:2500], vectors[:2500])
+    erased = [3, 700, 2499]
+    before_full, before_reduced = held_vectors(index)
+    assert any((before_full == vectors[i]).all(axis=1).any() for i in erased)
+    index.remove(erased)
+    full, reduced = held_vectors(index)
+    assert index.held == 2500  # no compaction yet: the slots stay, zeroed
+    for sample in erased:
+        assert not (full == vectors[sample]).all(axis=1).any()
+        assert np.abs(full @ vectors[sample]).max() < 0.999 * vectors[sample] @ vectors[sample]
+    assert (np.abs(full).sum(axis=1) == 0).sum() == len(erased)
+    if policy == "approximate":
+        assert len(reduced) == len(before_reduced) - len(erased)  # gone from the lists
+        projected = index._lists.chain.at(0).apply(vectors[erased])
+        for row in projected:
+            assert not np.isclose(reduced, row, atol=1e-6).all(axis=1).any()
+    for sample in erased:
+        assert sample not in {h.sample_id for h in index.search(vectors[sample], 50, True)}

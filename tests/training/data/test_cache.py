@@ -10,9 +10,8 @@ import pytest
 from training.data.cache import SilhouetteCache
 from training.data.casia_b import read_sequence
 
-pytestmark = pytest.mark.casia
 
-
+@pytest.mark.casia
 def test_cache_holds_every_frame_cut_to_model_width(casia_b_tree, manifest):
     cache = SilhouetteCache.load(casia_b_tree, progress=False)
     ours = {k: n for k, n in manifest.items() if k[0] in ("001", "005")}
@@ -32,6 +31,7 @@ def test_cache_holds_every_frame_cut_to_model_width(casia_b_tree, manifest):
     assert len(cache.conditions) == len(cache.views) == len(cache)
 
 
+@pytest.mark.casia
 def test_selection_and_min_frames(casia_b_tree, manifest):
     cache = SilhouetteCache.load(
         casia_b_tree, subjects=["005"], conditions=["bg-01", "bg-02"], min_frames=15, progress=False
@@ -44,6 +44,7 @@ def test_selection_and_min_frames(casia_b_tree, manifest):
     assert all("< 15" in p.message for p in cache.skipped)
 
 
+@pytest.mark.casia
 def test_unreadable_files_are_skipped_and_reported(casia_b_tree, tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(casia_b_tree / "001" / "nm-01", tree / "001" / "nm-01")
@@ -52,3 +53,21 @@ def test_unreadable_files_are_skipped_and_reported(casia_b_tree, tmp_path):
     assert len(cache) == 10
     assert [p.path.name for p in cache.skipped] == ["090.pkl"]
     assert np.all(np.diff(cache.starts) == cache.lengths[:-1])
+
+
+def test_cache_of_a_tree_drawn_in_code(synthetic_training_tree):
+    """The same contract where CASIA-B is absent: every sequence, cut to the model's width."""
+    files = sorted(synthetic_training_tree.glob("*/*/*/*.pkl"))
+    cache = SilhouetteCache.load(synthetic_training_tree, progress=False, workers=2)
+    assert len(cache) == len(files)
+    assert cache.keys == sorted(cache.keys)
+    for index in (0, len(cache) // 2, len(cache) - 1):
+        key = cache.keys[index]
+        original = read_sequence(
+            synthetic_training_tree / key.subject / key.condition / key.view / f"{key.view}.pkl"
+        )
+        np.testing.assert_array_equal(cache.sequence(index), original[:, :, 10:54])
+    picked = SilhouetteCache.load(
+        synthetic_training_tree, subjects=["065"], conditions=["nm-01"], progress=False
+    )
+    assert sorted(picked.lengths) == [30, 30, 130]  # the long sequence is kept whole

@@ -1,4 +1,5 @@
-"""training.data.pretreat: raw PNG tree → pkl tree, checked by a round trip on real frames."""
+"""training.data.pretreat: raw PNG tree → pkl tree, checked by a round trip on real frames and
+on frames drawn in code (a fresh clone without CASIA-B)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from tests.helpers import iou, paste_into_canvas
 from training.data.casia_b import SequenceKey, find_sequences, read_sequence
 from training.data.pretreat import find_raw_sequences, pretreat_tree
 
-pytestmark = pytest.mark.casia
-
 SEQUENCES = [
     ("001", "nm-01", "090"),
     ("001", "bg-02", "000"),
@@ -23,18 +22,36 @@ SEQUENCES = [
     ("005", "bg-01", "108"),
     ("005", "cl-02", "054"),
 ]
+SYNTHETIC_SEQUENCES = [
+    ("001", "nm-01", "090"),
+    ("001", "bg-02", "000"),
+    ("001", "cl-01", "180"),
+    ("002", "nm-05", "180"),
+    ("002", "bg-01", "090"),
+    ("002", "cl-02", "000"),
+]
+
+
+@pytest.fixture(params=["real", "synthetic"])
+def source(request) -> tuple[Path, list[tuple[str, str, str]]]:
+    """A pkl tree to draw raw frames from, and the sequences to take."""
+    if request.param == "real":
+        return request.getfixturevalue("casia_b_tree"), SEQUENCES
+    return request.getfixturevalue("synthetic_training_tree"), SYNTHETIC_SEQUENCES
+
+
 MAX_FRAMES = 25
 
 
-def write_raw_tree(casia_b_tree: Path, raw: Path) -> dict[SequenceKey, np.ndarray]:
-    """Paste real aligned frames into 320×240 PNG canvases, named like raw CASIA-B but with
+def write_raw_tree(
+    tree: Path, raw: Path, sequences: list[tuple[str, str, str]]
+) -> dict[SequenceKey, np.ndarray]:
+    """Paste aligned frames into 320×240 PNG canvases, named like raw CASIA-B but with
     unpadded frame numbers (so name order differs from frame order). Returns the originals."""
     rng = np.random.default_rng(1)
     originals = {}
-    for subject, condition, view in SEQUENCES:
-        frames = read_sequence(casia_b_tree / subject / condition / view / f"{view}.pkl")[
-            :MAX_FRAMES
-        ]
+    for subject, condition, view in sequences:
+        frames = read_sequence(tree / subject / condition / view / f"{view}.pkl")[:MAX_FRAMES]
         folder = raw / subject / condition / view
         folder.mkdir(parents=True)
         for number, frame in enumerate(frames, start=1):
@@ -45,9 +62,9 @@ def write_raw_tree(casia_b_tree: Path, raw: Path) -> dict[SequenceKey, np.ndarra
 
 
 @pytest.fixture
-def raw_tree(casia_b_tree, tmp_path):
+def raw_tree(source, tmp_path):
     raw = tmp_path / "raw"
-    originals = write_raw_tree(casia_b_tree, raw)
+    originals = write_raw_tree(*source[:1], raw, source[1])
     # Noise a real raw tree has: a blank frame, a corrupt file, an empty view folder,
     # and a sequence with no usable frame at all.
     blank_folder = raw / "001" / "nm-01" / "090"
@@ -74,7 +91,7 @@ def test_round_trip_recovers_the_original_frames(raw_tree, tmp_path):
     out = tmp_path / "pkl"
     report = pretreat_tree(raw, out, workers=2, progress=False)
 
-    assert report.sequences_written == len(SEQUENCES)
+    assert report.sequences_written == len(originals)
     assert report.empty == [SequenceKey("001", "nm-03", "090")]
     assert len(report.empty_folders) == 1
     assert [Path(p).name for p in report.unreadable_frames] == ["001-nm-01-090-1000.png"]
@@ -92,7 +109,7 @@ def test_round_trip_recovers_the_original_frames(raw_tree, tmp_path):
     assert np.percentile(ious, 5) > 0.8
 
     again = pretreat_tree(raw, out, workers=1, progress=False)
-    assert again.sequences_existing == len(SEQUENCES)
+    assert again.sequences_existing == len(originals)
     assert again.sequences_written == 0
     assert not list(out.rglob("*.partial"))
 
@@ -102,9 +119,9 @@ def test_cli_pretreat_then_stats(raw_tree, tmp_path, capsys):
     out = tmp_path / "pkl"
     assert main(["data", "pretreat", str(raw), str(out), "--workers", "2"]) == 0
     printed = capsys.readouterr().out
-    assert f"sequences written   {len(SEQUENCES)}" in printed
+    assert f"sequences written   {len(originals)}" in printed
     assert "001 nm-03 090" in printed  # the empty sequence is reported
-    assert len(find_sequences(out).files) == len(SEQUENCES)
+    assert len(find_sequences(out).files) == len(originals)
 
     assert main(["data", "stats", str(out), "--json", str(tmp_path / "stats.json")]) == 0
     printed = capsys.readouterr().out
