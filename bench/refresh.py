@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.engine import EmbeddingEngine  # noqa: E402
-from service.gallery.store import NewSample, open_store  # noqa: E402
+from service.gallery import open_store  # noqa: E402
+from service.gallery.store import NewSample  # noqa: E402
 from tests.service.live_server import Server  # noqa: E402
 from training.data.cache import SilhouetteCache  # noqa: E402
 from training.data.subjects import parse_subjects  # noqa: E402

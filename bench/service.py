@@ -20,9 +20,11 @@ seconds apart, and the medians over the rounds are printed):
 ``--overhead`` measures only the service's own cost: the same requests against the tests' toy
 model (a mean frame, next to free), as identify/s and server CPU (all threads) per request,
 beside the floor of any Python ASGI server on this machine (``bench/asgi_floor.py``: a bare
-ASGI app and a one-route FastAPI app, each on h11 and on httptools) and beside the service with
-``/identify`` answered without FastAPI (``bench/bare_front.py``); then both fronts again with
-the int8 model, each beside the standalone engine's batch of 8.
+ASGI app and a one-route FastAPI app, each on h11 and on httptools); then, with the toy model
+and with int8, the service taking the clip as a multipart form and as the raw body, and a bare
+ASGI front on the same recognizer (``bench/bare_front.py``), each beside the standalone engine's
+batch of 8. (Issue 16's fast lane was measured here beside them before it was removed: docs
+"Performance".)
 ``--knobs`` also measures the fp32 server with the defaults undone one setting at a time. The
 request path is profiled in process first (decode, normalise, embed, search).
 """
@@ -56,8 +58,8 @@ from models.engine import EmbeddingEngine, available_cores  # noqa: E402
 from models.scoring import part_normalise  # noqa: E402
 from models.silhouette import normalise_clip, normalise_silhouette  # noqa: E402
 from service.clips import ClipLimits, decode_clip  # noqa: E402
-from service.gallery.store import open_store  # noqa: E402
-from service.recognition import build_index  # noqa: E402
+from service.gallery import open_store  # noqa: E402
+from service.gallery.embedded import build_index  # noqa: E402
 from tests.helpers import toy_model  # noqa: E402
 from tests.service.live_server import Server, free_port  # noqa: E402
 from training.data.cache import SilhouetteCache  # noqa: E402
@@ -102,10 +104,19 @@ def multipart(clip: np.ndarray) -> bytes:
     return head + buffer.getvalue() + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+RAW = "application/x-npy"
+
+
+def content_type(body: Path) -> str:
+    """A body file's content type: ``*.npy`` is sent raw, anything else as the form."""
+    return RAW if body.suffix == ".npy" else MULTIPART
+
+
 def ab(url: str, body: Path, requests: int, clients: int) -> dict:
     """ApacheBench: requests/s, p50 and p99 (ms) as the clients saw them."""
     command = ["ab", "-q", "-n", str(requests), "-c", str(clients), "-p", str(body)]
-    command += ["-T", f"multipart/form-data; boundary={BOUNDARY}", url]
+    command += ["-T", content_type(body), url]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     # ab counts an answer whose length differs from the first as failed: the scores' last
     # digits may differ between a batched call and a lone one (within 1e-5), so only a broken
@@ -259,7 +270,7 @@ def load_cpu(pid: int, url: str, body: Path, requests: int) -> dict:
     return result
 
 
-def overhead(data: Path, gallery: str, body: Path, requests: int, scratch: Path) -> dict:
+def overhead(data: Path, gallery: str, body: Path, raw: Path, requests: int, scratch: Path) -> dict:
     """The service's own cost per request, with a model that costs next to nothing (the tests'
     toy model: a mean frame), beside the floor of any Python ASGI server here
     (``bench/asgi_floor.py``) and beside the service with ``/identify`` answered without
@@ -281,16 +292,22 @@ def overhead(data: Path, gallery: str, body: Path, requests: int, scratch: Path)
         conditions = ["nm-01", "nm-02", "nm-03", "nm-04"]
         build_into_store(data, parse_subjects(gallery), conditions, data_dir, model)
         engine = EmbeddingEngine(model, device="cpu") if model == DEFAULT_INT8 else None
-        for front in ("the service", "the service, /identify without FastAPI"):
+        service = [sys.executable, "-m", "gaitlab", "serve", "--device", "cpu"]
+        fronts = {  # name: (server, body): the same clip, as the form or as the body
+            "the service, multipart form": (service, body),
+            "the service, raw body": (service, raw),
+            "bare ASGI front on the service (multipart)": (
+                [sys.executable, "bench/bare_front.py"],
+                body,
+            ),
+        }
+        for front, (command, sent) in fronts.items():
             port = free_port()
-            if front == "the service":
-                command = [sys.executable, "-m", "gaitlab", "serve", "--device", "cpu"]
-            else:
-                command = [sys.executable, "bench/bare_front.py"]
-            command += ["--port", str(port), "--data-dir", str(data_dir), "--model", str(model)]
+            command = [*command, "--port", str(port), "--data-dir", str(data_dir)]
+            command += ["--model", str(model)]
             batch_rate = engine and 8 / timed(lambda e=engine: e.embed(eight), 20)
-            got = serve_and_load(command, port, "/identify?threshold=-1", body, requests)
-            rows[f"{front} ({label}), httptools"] = {**got, "batch_rate": batch_rate}
+            got = serve_and_load(command, port, "/identify?threshold=-1", sent, requests)
+            rows[f"{front} ({label})"] = {**got, "batch_rate": batch_rate}
     return rows
 
 
@@ -350,8 +367,10 @@ def main() -> int:
         scratch = Path(scratch)
         body = scratch / "body.bin"
         body.write_bytes(multipart(clip))
+        raw = scratch / "clip.npy"
+        np.save(raw, clip)
         if args.overhead:
-            got = overhead(args.data, args.gallery, body, args.requests, scratch)
+            got = overhead(args.data, args.gallery, body, raw, args.requests, scratch)
             print("\n### The service's own cost beside the floor (toy model: a mean frame)\n")
             print(
                 "| server | 1 client: identify/s | server CPU ms per request | "

@@ -58,7 +58,7 @@ def build_into_store(
     batch_size: int = 16,
     min_frames: int = MIN_FRAMES,
 ) -> BuildReport:
-    from service.gallery.store import open_store
+    from service.gallery import open_store
 
     serving = open_proven(model)  # what the service would serve from this model, on this CPU
     engine = serving.engine

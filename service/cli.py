@@ -23,7 +23,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from service.api.transport import JsonErrorsHttpToolsProtocol
-    from service.gallery.store import StoreVersionError, open_store
+    from service.gallery import open_store
+    from service.gallery.store import StoreVersionError
     from service.logs import configure_logging
     from service.main import create_app
     from service.settings import InsecureBindError, Settings

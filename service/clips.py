@@ -21,78 +21,35 @@ import itertools
 import math
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from service.errors import ServiceError
+from service.clip_limits import (
+    ClipError,
+    ClipLimits,
+    ClipTooLargeError,
+    CorruptClipError,
+    FrameBudget,
+    UnsafeArchiveError,
+    UnsupportedFormatError,
+)
+from service.video import decode_video, is_video
+
+__all__ = [  # the limits and errors of an upload live in service.clip_limits, used here too
+    "ClipError",
+    "ClipLimits",
+    "ClipTooLargeError",
+    "CorruptClipError",
+    "FrameBudget",
+    "UnsafeArchiveError",
+    "UnsupportedFormatError",
+    "decode_clip",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 FRAME_FORMATS = ("PNG", "JPEG", "BMP")  # what a zip member may be (sniffed, not by its name)
-
-
-@dataclass(frozen=True)
-class ClipLimits:
-    """What one upload may cost. Every container (zip, GIF, TIFF, video, array) charges the same
-    budget, from headers, before each frame is decoded."""
-
-    max_bytes: int = 64 * 1024 * 1024  # the upload itself
-    max_frames: int = 1000
-    max_frame_pixels: int = 2048 * 2048
-    max_total_pixels: int = 128 * 1024 * 1024  # all frames together, decoded (1 byte each)
-    max_compression_ratio: int = 200  # per archive member; silhouettes compress well, bombs more
-
-
-class ClipError(ServiceError, ValueError):
-    """An upload that cannot be turned into a clip."""
-
-    status, code = 422, "invalid_clip"
-
-
-class UnsupportedFormatError(ClipError):
-    status, code = 415, "unsupported_format"
-
-
-class ClipTooLargeError(ClipError):
-    status, code = 413, "clip_too_large"
-
-
-class CorruptClipError(ClipError):
-    code = "corrupt_clip"
-
-
-class UnsafeArchiveError(ClipError):
-    code = "unsafe_archive"
-
-
-class FrameBudget:
-    """The frames and decoded pixels one upload may still cost; ``charge`` before decoding."""
-
-    def __init__(self, limits: ClipLimits):
-        self.limits = limits
-        self.frames = 0
-        self.pixels = 0
-
-    def charge(self, height: int, width: int, count: int = 1) -> None:
-        limits = self.limits
-        if height < 1 or width < 1 or count < 1:
-            raise CorruptClipError(f"{count} frames of {height}×{width} pixels hold nothing")
-        if height * width > limits.max_frame_pixels:
-            raise ClipTooLargeError(
-                f"frames of {height}×{width} pixels; at most {limits.max_frame_pixels} per frame"
-            )
-        self.frames += count
-        self.pixels += count * height * width
-        if self.frames > limits.max_frames:
-            raise ClipTooLargeError(
-                f"more than {limits.max_frames} frames; at most {limits.max_frames} are accepted"
-            )
-        if self.pixels > limits.max_total_pixels:
-            raise ClipTooLargeError(
-                f"more than {limits.max_total_pixels} pixels to decode in all; that is the limit"
-            )
 
 
 def _image_frames(data: bytes, budget: FrameBudget, one_frame: bool = False) -> list[np.ndarray]:
@@ -270,8 +227,6 @@ def decode_clip(data: bytes, limits: ClipLimits = DEFAULT_LIMITS) -> list[np.nda
         return _image_frames(data, budget)
     if data.startswith((b"\x80", b"(dp", b"c__builtin__", b"cnumpy")):
         raise UnsupportedFormatError("pickles are never accepted; send .npy/.npz arrays")
-    from service.video import decode_video, is_video  # it imports this module
-
     if is_video(data):
         return decode_video(data, limits)
     raise UnsupportedFormatError(

@@ -20,7 +20,7 @@ the API boundary (``service.api.errors``) turns any of them into the one JSON er
     │   └── SampleNotFoundError      404 sample_not_found
     ├── StoreUnavailableError        503 store_unavailable   (service.gallery.store)
     ├── StaleModelError              503 model_changed       (service.gallery.store)
-    ├── NoThresholdError             422 no_threshold        (service.recognition)
+    ├── NoThresholdError             422 no_threshold        (service.decisions)
     ├── VideoUnavailableError        503 video_unavailable   (service.people.limits)
     ├── VideoBusyError               429 too_many_requests   (service.people.limits)
     ├── ModelRefreshError            422 invalid_model       (service.refresh)

@@ -17,15 +17,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from models.engine import EmbeddingEngine
-from models.proof import open_proven
+from models.proof import Serving, open_proven
 from service.api.errors import install_error_handlers
-from service.api.fast_lane import IdentifyLane
 from service.api.gate import RequestGate
 from service.api.observe import install_observation
+from service.api.policy import SECURITY_SCHEMES
 from service.api.routes import admin, gallery, health, recognition, video, web
 from service.batching import EmbedBatcher
-from service.gallery.store import GalleryStore, open_store
-from service.metrics import Metrics
+from service.gallery import open_store
+from service.gallery.store import GalleryStore
+from service.metrics import Metrics, Readings
 from service.people.identify import VideoPeople
 from service.recognition import Recognizer
 from service.refresh import (
@@ -70,6 +71,62 @@ def _activate_requested(settings: Settings, refresher: ModelRefresher, store: Ga
     store.set_state(REQUESTED_MODEL_KEY, requested)
 
 
+def readings(
+    recognizer: Recognizer, refresher: ModelRefresher, follower: ChangeFollower
+) -> Readings:
+    """What the metrics' gauges show at a scrape."""
+    active, status = recognizer.active, refresher.status
+    return Readings(
+        gallery_samples=len(active.index),
+        gallery_subjects=active.index.subjects,
+        model_version=active.version,
+        provider=active.engine.provider,
+        refresh_running=status.state == "running",
+        refresh_done=status.done,
+        refresh_total=status.total,
+        change_position=follower.position,
+        replica_lag_s=follower.lag_now() or 0.0,
+    )
+
+
+def start_model(settings: Settings, store: GalleryStore) -> Serving:
+    """The model this process starts serving, proven on this machine (``models.proof``): the
+    one last activated on the gallery if its file is here (or in the store), else
+    ``settings.model``, else the shipped default; an int8 variant that fails its proof gives way
+    to its fp32 model. Replicas share one model: a replica that cannot load it, or whose CPU
+    refuses it, does not start."""
+    recorded = store.active_model_version()
+    start = read_active_model(store, settings.models_dir)
+    if start is None and recorded is not None and settings.database_url:
+        # replicas share the active model: never replace it with one of this replica's own
+        raise RuntimeError(
+            f"model {recorded} is active on this gallery but neither in {settings.models_dir} "
+            "nor in the database: copy it into the models folder, or activate another model"
+        )
+    serving = open_proven(
+        start or settings.model or settings.default_model(), settings.engine_options
+    )
+    version = serving.engine.version
+    if serving.refused and settings.database_url and recorded not in (None, version):
+        raise RuntimeError(
+            f"{serving.fallback_reason}; but replicas share one model ({recorded}): activate "
+            "its fp32 model for the gallery, or run this replica on a CPU where it holds"
+        )
+    return serving
+
+
+def document_api_keys(app: FastAPI) -> None:
+    """The OpenAPI document names the key schemes the routes' policies point to."""
+    built = app.openapi
+
+    def openapi() -> dict:
+        schema = built()  # FastAPI builds it once and keeps it
+        schema.setdefault("components", {}).setdefault("securitySchemes", SECURITY_SCHEMES)
+        return schema
+
+    app.openapi = openapi
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     metrics = Metrics()
@@ -80,33 +137,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = open_store(settings.store_target, settings.store_options)
         position = store.change_position()  # before the index is built: nothing is missed
         models_dir = settings.models_dir
-        recorded = store.active_model_version()
-        start = read_active_model(store, models_dir)
-        if start is None and recorded is not None and settings.database_url:
-            # replicas share the active model: never replace it with one of this replica's own
-            raise RuntimeError(
-                f"model {recorded} is active on this gallery but neither in {models_dir} nor in "
-                "the database: copy it into the models folder, or activate another model"
-            )
-        start = start or settings.model or settings.default_model()
-        serving = open_proven(start, settings.engine_options)  # or falls back to fp32, or raises
+        serving = start_model(settings, store)
         engine, start = serving.engine, serving.engine.path
-        if serving.refused and settings.database_url and recorded not in (None, engine.version):
-            raise RuntimeError(
-                f"{serving.fallback_reason}; but replicas share one model ({recorded}): activate "
-                "its fp32 model for the gallery, or run this replica on a CPU where it holds"
-            )
         batcher = EmbedBatcher(
             settings.batch_max,
             settings.batch_wait_ms / 1000,
             observe=metrics.observe_batch,
             workers=settings.model_workers,
         )
-        recognizer = Recognizer(
+        recognizer = Recognizer.open(
             engine,
             store,
-            settings.limits,
-            settings.min_frames,
+            limits=settings.limits,
+            min_frames=settings.min_frames,
             timing=metrics.observe_step,
             batcher=batcher,
             index_policy=settings.index_policy,
@@ -131,8 +174,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         follower = ChangeFollower(recognizer, position, load, settings.poll_s)
         app.state.follower = follower
+        metrics.read_with(lambda: readings(recognizer, refresher, follower))
         if settings.database_url:
-            recognizer.sync = follower.catch_up
+            recognizer.follow(follower.catch_up)
             follower.start()
         log.info(
             "serving",
@@ -160,14 +204,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="GaitLab", summary="Identify people by the way they walk.", lifespan=lifespan
     )
     install_error_handlers(app, count=metrics.error)
+    document_api_keys(app)
     routers = [module.router for module in (recognition, video, gallery, admin, health)]
     for router in routers:
         app.include_router(router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     routes = [route for router in routers for route in router.routes]
-    # innermost: inside the gate
-    app.add_middleware(IdentifyLane, service=app, routes=routes, count=metrics.error)
     app.add_middleware(RequestGate, settings=settings, routes=routes, count=metrics.error)
     install_observation(app, metrics)  # outermost: sees every request, refused ones included
     return app

@@ -1,6 +1,14 @@
-"""Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
+"""Prometheus metrics of one app (its own registry, so several apps can live in one process).
+
+It measures without knowing what it measures: counters are fed by whoever observes, and the
+gauges read at each scrape come from a function the app registers where it is built
+(``Metrics.read_with``), so this module imports nothing of the service.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -11,16 +19,28 @@ from prometheus_client import (
     generate_latest,
 )
 
-from service.recognition import Recognizer
-from service.refresh import ModelRefresher
-from service.replication import ChangeFollower
-
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+@dataclass(frozen=True)
+class Readings:
+    """The gauges' values at one scrape."""
+
+    gallery_samples: int
+    gallery_subjects: int
+    model_version: str
+    provider: str
+    refresh_running: bool
+    refresh_done: int
+    refresh_total: int
+    change_position: int
+    replica_lag_s: float
+
+
 class Metrics:
     def __init__(self) -> None:
+        self._read: Callable[[], Readings] | None = None
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "gaitlab_requests",
@@ -106,19 +126,21 @@ class Metrics:
     def error(self, kind: str) -> None:
         self.errors.labels(kind).inc()
 
-    def render(
-        self, recognizer: Recognizer, refresher: ModelRefresher, follower: ChangeFollower
-    ) -> bytes:
+    def read_with(self, read: Callable[[], Readings]) -> None:
+        """Where the gauges come from at each scrape (the app registers it once built)."""
+        self._read = read
+
+    def render(self) -> bytes:
         """The Prometheus text exposition, with the gauges read now."""
-        self.change_position.set(follower.position)
-        self.replica_lag.set(follower.lag_now() or 0.0)
-        active = recognizer.active
-        self.gallery_samples.set(len(active.index))
-        self.gallery_subjects.set(active.index.subjects)
-        self.model.clear()
-        self.model.labels(active.version, active.engine.provider).set(1)
-        status = refresher.status
-        self.refresh_running.set(1 if status.state == "running" else 0)
-        self.refresh_progress.set(status.done)
-        self.refresh_total.set(status.total)
+        if self._read is not None:
+            now = self._read()
+            self.change_position.set(now.change_position)
+            self.replica_lag.set(now.replica_lag_s)
+            self.gallery_samples.set(now.gallery_samples)
+            self.gallery_subjects.set(now.gallery_subjects)
+            self.model.clear()
+            self.model.labels(now.model_version, now.provider).set(1)
+            self.refresh_running.set(1 if now.refresh_running else 0)
+            self.refresh_progress.set(now.refresh_done)
+            self.refresh_total.set(now.refresh_total)
         return generate_latest(self.registry)

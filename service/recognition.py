@@ -12,22 +12,29 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from models.card import DECISION_FAR
 from models.engine import EmbeddingEngine
 from models.identification import StrangerModel
 from models.scoring import accepts, part_normalise
 from models.silhouette import normalise_clip
 from service.batching import EmbedBatcher, Ticket
-from service.clips import ClipError, ClipLimits, decode_clip
-from service.errors import ServiceError
+from service.clip_limits import ClipError, ClipLimits
+from service.clips import decode_clip
+from service.decisions import (
+    DecisionRule,
+    NamedHit,
+    false_accept_chance,
+    identification_rule,
+    named_hits,
+    pair_rule,
+)
 from service.gallery.composition import GalleryComposition
+from service.gallery.embedded import build_index, embed_stored
 from service.gallery.index import GalleryIndex, IndexPolicy, SubjectHit
 from service.gallery.store import (
     GalleryStore,
@@ -46,40 +53,6 @@ from service.pictures import Kind, PictureCache
 
 class TooFewFramesError(ClipError):
     code = "too_few_frames"
-
-
-class NoThresholdError(ServiceError, ValueError):
-    """The model has no calibrated threshold and the request gave none."""
-
-    code = "no_threshold"
-
-
-@dataclass(frozen=True)
-class DecisionRule:
-    """How a decision was made: accept at ``threshold`` (a score), which was set for
-    (``basis``) a promised FPIR at this gallery (``fpir``: the share of strangers' searches that
-    may be given a name, ``models.identification``), a per-pair FAR (``far``: one probe against
-    one sample), or given by the request (``threshold``)."""
-
-    threshold: float
-    basis: Literal["fpir", "pair_far", "threshold"]
-    fpir: float | None = None
-    far: float | None = None
-    gallery_subjects: int = 0
-
-
-@dataclass(frozen=True)
-class NamedHit:
-    """A subject's best sample for a probe, with what its score means here: ``views``, how many
-    views the decision counts for the subject; ``stranger_chance``, the share of strangers'
-    searches of this gallery that would reach this score against someone (the FPIR this hit
-    would be accepted at; None when the model's card has no identification curves)."""
-
-    subject_id: str
-    sample_id: int
-    score: float
-    views: int
-    stranger_chance: float | None
 
 
 @dataclass(frozen=True)
@@ -162,49 +135,32 @@ Timing = Callable[[str, float], None]
 """Called with ("embed" | "search", seconds) after each step, e.g. to feed metrics."""
 
 
-def embed_stored(
-    engine: EmbeddingEngine,
-    store: GalleryStore,
-    sample_ids: list[int],
-    batch_size: int = 32,
-    progress: Callable[[int], None] | None = None,
-) -> None:
-    """Embed stored samples with ``engine`` and store the embeddings, ``batch_size`` at a time
-    (one transaction each); ``progress`` gets the number done after every batch."""
-    for first in range(0, len(sample_ids), batch_size):
-        chunk = sample_ids[first : first + batch_size]
-        found = []
-        for sample_id in chunk:
-            try:
-                found.append((sample_id, store.silhouettes(sample_id)))
-            except SampleNotFoundError:  # deleted meanwhile
-                continue
-        if found:
-            vectors = part_normalise(engine.embed_many([clip for _, clip in found]))
-            store.put_embeddings([i for i, _ in found], engine.version, vectors)
-        if progress:
-            progress(len(chunk))
+def probe_silhouettes(upload: bytes, limits: ClipLimits, min_frames: int) -> np.ndarray:
+    """Decode and normalise an upload: uint8 [T, 64, 44], at least ``min_frames`` long."""
+    silhouettes = normalise_clip(decode_clip(upload, limits))
+    if len(silhouettes) < min_frames:
+        raise TooFewFramesError(
+            f"{len(silhouettes)} usable frames (frames with a silhouette); "
+            f"at least {min_frames} are needed"
+        )
+    return silhouettes
 
 
-def build_index(
-    engine: EmbeddingEngine,
-    store: GalleryStore,
-    policy: IndexPolicy | None = None,
-    centroids_dir: Path | None = None,
-) -> GalleryIndex:
-    """The index of ``engine``'s stored embeddings (which must be complete)."""
-    found = store.embeddings(engine.version)
-    index = GalleryIndex(
-        embedding_dim(engine), engine.version, engine.device, policy, centroids_dir
-    )
-    if len(found.sample_ids):
-        index.add(found.sample_ids, found.subject_ids, found.vectors)
-    return index
-
-
-def embedding_dim(engine: EmbeddingEngine) -> int:
-    probe = engine.embed(np.zeros((1, 1, 64, 44), np.uint8))  # [1, c, p]
-    return int(np.prod(probe.shape[1:]))
+def checked_clips(items: list[Enrollment], limits: ClipLimits, min_frames: int) -> list[np.ndarray]:
+    """Every enrollment checked (its labels, metadata and clip) before anything is stored:
+    their silhouettes, uint8 [T_i, 64, 44]; an error names the clip when there are several."""
+    clips = []
+    for position, item in enumerate(items):
+        try:
+            check_text(item.condition, "condition")
+            check_text(item.view, "view")
+            encode_metadata(item.metadata)
+            clips.append(probe_silhouettes(item.upload, limits, min_frames))
+        except (ClipError, InvalidMetadataError) as error:
+            if len(items) == 1:
+                raise
+            raise type(error)(f"clip {position}: {error}") from error
+    return clips
 
 
 class Recognizer:
@@ -216,8 +172,9 @@ class Recognizer:
 
     def __init__(
         self,
-        engine: EmbeddingEngine,
+        active: ActiveModel,
         store: GalleryStore,
+        composition: GalleryComposition,
         limits: ClipLimits | None = None,
         min_frames: int = 5,
         timing: Timing | None = None,
@@ -225,7 +182,12 @@ class Recognizer:
         index_policy: IndexPolicy | None = None,
         centroids_dir: Path | None = None,
     ):
+        """From a model and its index of the store's gallery, and the gallery's composition
+        (:meth:`open` makes them)."""
+        self.active = active
         self.store = store
+        self.composition = composition
+        """Each subject's views, for identification decisions at a promised FPIR."""
         self.index_policy, self.centroids_dir = index_policy, centroids_dir
         self.batcher = batcher or EmbedBatcher()
         """Makes every live embedding call, batching concurrent requests' clips."""
@@ -236,13 +198,35 @@ class Recognizer:
         """Held by every gallery write, and by a model swap; a request waits for it at most the
         store's timeout (``_writing``)."""
         self.pictures = PictureCache()
-        self.sync: Callable[[], object] = lambda: None
-        """Called when an enrollment finds that another replica activated a new model: catch
-        up with the store (the change follower sets it), then the enrollment is embedded again."""
+        self._catch_up: Callable[[], object] = lambda: None
+
+    @classmethod
+    def open(
+        cls,
+        engine: EmbeddingEngine,
+        store: GalleryStore,
+        index_policy: IndexPolicy | None = None,
+        centroids_dir: Path | None = None,
+        **options,
+    ) -> Recognizer:
+        """The store's gallery searched with ``engine``: stored samples it has not embedded yet
+        are embedded first, then the index is built. ``options``: the constructor's."""
         embed_stored(engine, store, store.samples_missing(engine.version))
-        self.active = ActiveModel(engine, self._build_index(engine))
-        self.composition = GalleryComposition(store.sample_views())
-        """Each subject's views, for identification decisions at a promised FPIR."""
+        index = build_index(engine, store, index_policy, centroids_dir)
+        composition = GalleryComposition(store.sample_views())
+        return cls(
+            ActiveModel(engine, index),
+            store,
+            composition,
+            index_policy=index_policy,
+            centroids_dir=centroids_dir,
+            **options,
+        )
+
+    def follow(self, catch_up: Callable[[], object]) -> None:
+        """What an enrollment calls when it finds that another replica activated a model:
+        catch up with the store (a replica's change follower), then embed again."""
+        self._catch_up = catch_up
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -263,7 +247,7 @@ class Recognizer:
             self.write_lock.release()
 
     def _build_index(self, engine: EmbeddingEngine) -> GalleryIndex:
-        return build_index(engine, self.store, self.index_policy, self.centroids_dir)
+        return build_index(engine, self.store, self.index_policy, self.centroids_dir)  # I/O
 
     @property
     def engine(self) -> EmbeddingEngine:
@@ -304,62 +288,6 @@ class Recognizer:
             if rebuild or engine.version != self.active.version:
                 self.active = ActiveModel(engine, self._build_index(engine))
 
-    def pair_rule(self, override: float | None = None, active: ActiveModel | None = None):
-        """The per-pair decision (verification, and identification without curves): the card's
-        1 % FAR threshold, or ``override``."""
-        if override is not None:
-            return DecisionRule(override, "threshold")
-        card = (active or self.active).engine.card
-        calibrated = card.threshold_at(DECISION_FAR) if card else None
-        if calibrated is None:
-            raise NoThresholdError("the model has no calibrated threshold: pass one")
-        return DecisionRule(calibrated.score, "pair_far", far=DECISION_FAR)
-
-    def identification_rule(
-        self, active: ActiveModel, threshold: float | None = None, fpir: float | None = None
-    ) -> DecisionRule:
-        """The identification decision for this gallery: ``threshold`` if given; else the score
-        at which strangers' searches of this gallery are named at most ``fpir`` of the time
-        (default: the card's promise), from the card's stranger-rate curves; a card without
-        them decides per pair, and says so."""
-        subjects = self.composition.subjects
-        if threshold is not None:
-            return DecisionRule(threshold, "threshold", gallery_subjects=subjects)
-        curves = active.engine.card.identification if active.engine.card else None
-        if curves is None:
-            if fpir is not None:
-                raise NoThresholdError(
-                    "the model's card has no identification curves, so no FPIR can be kept: "
-                    "pass a threshold"
-                )
-            return replace(self.pair_rule(None, active), gallery_subjects=subjects)
-        fpir = curves.fpir if fpir is None else fpir
-        limit = active.stranger_model.threshold(fpir, self.composition.composition())
-        return DecisionRule(limit, "fpir", fpir=fpir, gallery_subjects=subjects)
-
-    def _named(self, hits: list[SubjectHit], active: ActiveModel) -> list[NamedHit]:
-        model, composition = active.stranger_model, self.composition.composition()
-        return [
-            NamedHit(
-                h.subject_id,
-                h.sample_id,
-                h.score,
-                self.composition.views_of(h.subject_id),
-                None if model is None else float(model.fpir(h.score, composition)),
-            )
-            for h in hits
-        ]
-
-    def _silhouettes(self, upload: bytes) -> np.ndarray:
-        """Decode and normalise an upload: uint8 [T, 64, 44], at least ``min_frames`` long."""
-        silhouettes = normalise_clip(decode_clip(upload, self.limits))
-        if len(silhouettes) < self.min_frames:
-            raise TooFewFramesError(
-                f"{len(silhouettes)} usable frames (frames with a silhouette); "
-                f"at least {self.min_frames} are needed"
-            )
-        return silhouettes
-
     def _embed(
         self, engine: EmbeddingEngine, clips: list[np.ndarray], ticket: Ticket
     ) -> np.ndarray:
@@ -373,7 +301,7 @@ class Recognizer:
     def probe(self, upload: bytes, active: ActiveModel | None = None) -> Probe:
         """Decode, normalise and embed an upload."""
         with self.batcher.incoming() as ticket:
-            silhouettes = self._silhouettes(upload)
+            silhouettes = probe_silhouettes(upload, self.limits, self.min_frames)
             vector = self._embed((active or self.active).engine, [silhouettes], ticket)[0]
         return Probe(vector, silhouettes)
 
@@ -401,9 +329,11 @@ class Recognizer:
         (a score) or fpir (a promised share of strangers named): how to decide
         (:meth:`identification_rule`)."""
         active = self.active
-        rule = self.identification_rule(active, threshold, fpir)  # before any work
-        probe = self.probe(upload, active)
-        hits = self._named(self._search(active.index, probe, top_k, exact), active)
+        card, strangers = active.engine.card, active.stranger_model
+        rule = identification_rule(card, strangers, self.composition, threshold, fpir)
+        probe = self.probe(upload, active)  # after the rule: a request it refuses costs nothing
+        found = self._search(active.index, probe, top_k, exact)
+        hits = named_hits(found, strangers, self.composition)
         decision = hits[0].subject_id if hits and accepts(hits[0].score, rule.threshold) else None
         return Identification(hits, decision, rule, probe.frames, active.version, probe.silhouettes)
 
@@ -412,15 +342,12 @@ class Recognizer:
     ) -> Verification:
         """Is this ``subject_id``? Its best sample's score against the per-pair threshold."""
         active = self.active
-        rule = self.pair_rule(threshold, active)
+        rule = pair_rule(active.engine.card, threshold)
         probe = self.probe(upload, active)
         hit = active.index.score_subject(probe.vector, subject_id)
         if hit is None:
             raise SubjectNotFoundError.of(subject_id)
-        curves = active.engine.card.identification if active.engine.card else None
-        chance = None
-        if curves is not None and curves.pair_curve is not None:
-            chance = float(curves.pair_curve.rates_model()(hit.score))
+        chance = false_accept_chance(active.engine.card, hit.score)
         return Verification(
             subject_id,
             hit.score,
@@ -455,17 +382,7 @@ class Recognizer:
             return self._enroll_many(items, ticket)
 
     def _enroll_many(self, items: list[Enrollment], ticket: Ticket) -> list[Sample]:
-        clips = []
-        for position, item in enumerate(items):
-            try:
-                check_text(item.condition, "condition")
-                check_text(item.view, "view")
-                encode_metadata(item.metadata)
-                clips.append(self._silhouettes(item.upload))
-            except (ClipError, InvalidMetadataError) as error:
-                if len(items) == 1:
-                    raise
-                raise type(error)(f"clip {position}: {error}") from error
+        clips = checked_clips(items, self.limits, self.min_frames)
         for _ in range(3):
             active = self.active
             vectors = self._embed(active.engine, clips, ticket)
@@ -485,7 +402,7 @@ class Recognizer:
                     active.index.add(ids, [s.subject_id for s in samples], vectors)
                     self.composition.add((s.id, s.subject_id, s.view) for s in samples)
                     return samples
-            self.sync()  # another replica activated a model: switch, then embed again
+            self._catch_up()  # another replica activated a model: switch, then embed again
         raise StaleModelError("the active model kept changing during the enrollment; retry")
 
     def apply_enrolled(self, sample_ids: list[int], model_version: str | None) -> None:
@@ -502,9 +419,13 @@ class Recognizer:
     def apply_deleted(self, sample_ids: list[int]) -> None:
         """Another replica deleted these samples: forget them here too."""
         with self.write_lock:
-            self.active.index.remove(sample_ids)
-            self.composition.remove(sample_ids)
-            self.pictures.forget(sample_ids)
+            self._forget(sample_ids)
+
+    def _forget(self, sample_ids: list[int]) -> None:
+        """(Write lock held.) Deleted samples leave the index, the composition, the pictures."""
+        self.active.index.remove(sample_ids)
+        self.composition.remove(sample_ids)
+        self.pictures.forget(sample_ids)
 
     def picture(self, sample_id: int, kind: Kind) -> bytes:
         """A stored sample's GEI or frame strip as PNG (cached); ``SampleNotFoundError``."""
@@ -517,14 +438,10 @@ class Recognizer:
     def delete_subject(self, subject_id: str) -> int:
         with self._writing():
             removed = self.store.delete_subject(subject_id)
-            self.active.index.remove(removed)
-            self.composition.remove(removed)
-            self.pictures.forget(removed)
+            self._forget(removed)
         return len(removed)
 
     def delete_sample(self, subject_id: str, sample_id: int) -> None:
         with self._writing():
             self.store.delete_sample(subject_id, sample_id)
-            self.active.index.remove([sample_id])
-            self.composition.remove([sample_id])
-            self.pictures.forget([sample_id])
+            self._forget([sample_id])

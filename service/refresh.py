@@ -29,9 +29,10 @@ from models.card import card_path
 from models.engine import EmbeddingEngine, EngineOptions, ModelContractError
 from models.proof import prove
 from service.errors import ServiceError
+from service.gallery.embedded import embed_stored
 from service.gallery.records import ACTIVE_MODEL_KEY
 from service.gallery.store import GalleryStore
-from service.recognition import Recognizer, embed_stored
+from service.recognition import Recognizer
 from service.threads import lower_this_thread
 
 log = logging.getLogger("gaitlab.refresh")

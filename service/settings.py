@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.default import default_model_path
 from models.engine import CUDA, EngineOptions
-from service.clips import ClipLimits
+from service.clip_limits import ClipLimits
 from service.gallery.availability import StoreOptions
-from service.gallery.index import IndexPolicy
+from service.gallery.policy import IndexPolicy
 from service.people.limits import VideoLimits
 
 MIN_KEY_LENGTH = 16

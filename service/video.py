@@ -23,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-from service.clips import (
+from service.clip_limits import (
     ClipError,
     ClipLimits,
     ClipTooLargeError,

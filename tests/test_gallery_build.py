@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from gaitlab.cli import main
-from service.gallery.store import open_store
+from service.gallery import open_store
 from tests.helpers import toy_model, with_reference
 from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, Server
 

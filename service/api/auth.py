@@ -3,10 +3,10 @@
 - ``client``: identify, verify, reading the gallery, the model and metrics;
 - ``admin``: all of that, plus gallery writes and model refresh.
 
-A route declares the role it needs with ``dependencies=[CLIENT]`` or ``[ADMIN]``; the request
-gate (``service.api.gate``) reads that declaration and checks the key before the request takes
-a slot or a byte of its body is read. The dependency itself then only confirms that the gate
-passed the request (it refuses otherwise) and puts the scheme in the OpenAPI document.
+A route declares the role it needs once, on its endpoint (``service.api.policy``); the request
+gate (``service.api.gate``) checks the key before the request takes a slot or a byte of its body
+is read. Headers are read one way (Starlette's ``Headers``), and a key sent twice (two
+``X-API-Key``, or two ``Authorization``) is refused: which one counts would be a guess.
 
 Keys are compared in constant time, against every configured key (no early exit), so timing
 says nothing about how much of a key was right. With no keys configured, authentication is off:
@@ -16,19 +16,12 @@ the service then only listens on loopback (``Settings.check_bind``).
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Literal
 
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from starlette.datastructures import Headers
 
+from service.api.policy import Role
 from service.errors import ServiceError
 from service.settings import Settings
-
-Role = Literal["client", "admin"]
-PASSED = "gaitlab.role"  # set in the ASGI scope by the gate once a request's key is checked
-API_KEY = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="or Authorization: Bearer KEY"
-)
 
 
 class AuthError(ServiceError):
@@ -40,17 +33,20 @@ class AuthError(ServiceError):
         self.headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
 
 
-def presented_key(headers: dict[bytes, bytes]) -> str | None:
-    """The key of a request, from its raw ASGI headers."""
-    key = headers.get(b"x-api-key") or None  # an empty header does not hide a Bearer key
+def presented_key(headers: Headers) -> str | None:
+    """The key of a request (``AuthError`` when it sends one twice)."""
+    for name in ("x-api-key", "authorization"):
+        if len(headers.getlist(name)) > 1:
+            raise AuthError(400, "repeated_header", f"the {name} header is sent more than once")
+    key = headers.get("x-api-key") or None  # an empty header does not hide a Bearer key
     if key is None:
-        scheme, _, credentials = headers.get(b"authorization", b"").partition(b" ")
-        key = credentials.strip() if scheme.lower() == b"bearer" else None
-    return key.decode("latin-1") if key else None
+        scheme, _, credentials = headers.get("authorization", "").partition(" ")
+        key = credentials.strip() if scheme.lower() == "bearer" else None
+    return key or None
 
 
 def _matches(key: str, candidates: tuple[str, ...]) -> bool:
-    given = key.encode("latin-1", "replace")
+    given = key.encode("latin-1", "replace")  # as the header's bytes came
     found = False
     for candidate in candidates:
         found |= hmac.compare_digest(given, candidate.encode())
@@ -63,7 +59,7 @@ def role_of(key: str, settings: Settings) -> Role | None:
     return "admin" if is_admin else "client" if is_client else None
 
 
-def authenticate(headers: dict[bytes, bytes], role: Role, settings: Settings) -> Role:
+def authenticate(headers: Headers, role: Role, settings: Settings) -> Role:
     """The role the request may act with; ``AuthError`` unless its key is of ``role`` (or
     admin). With authentication off, every request has the role it asks for."""
     if not settings.auth_enabled:
@@ -77,20 +73,3 @@ def authenticate(headers: dict[bytes, bytes], role: Role, settings: Settings) ->
     if role == "admin" and held != "admin":
         raise AuthError(403, "forbidden", "this needs an admin key")
     return held
-
-
-def require(role: Role):
-    """The declaration a route carries: it needs a key of ``role``."""
-
-    async def passed_the_gate(  # async: a plain def would run in the threadpool
-        request: Request, _key: Annotated[str | None, Security(API_KEY)] = None
-    ) -> None:
-        if request.scope.get(PASSED) not in ((role, "admin") if role == "client" else (role,)):
-            raise AuthError(401, "missing_api_key", "the request was not authenticated")
-
-    passed_the_gate.role = role  # read by the gate
-    return Depends(passed_the_gate)
-
-
-CLIENT = require("client")
-ADMIN = require("admin")

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request, UploadFile
 
 from models.proof import Serving
-from service.clips import ClipTooLargeError
+from service.clip_limits import ClipTooLargeError
 from service.metrics import Metrics
 from service.recognition import Recognizer
 from service.refresh import ModelRefresher

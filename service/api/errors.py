@@ -83,8 +83,8 @@ itself, so whatever the app makes of the cut body is neither sent nor counted.""
 def error_answer(
     scope: Scope, status: int, code: str, detail: str, headers: dict | None, count
 ) -> JSONResponse:
-    """The answer to an error raised while the app handles a request (the handlers below, the
-    fast lane); counted unless the gate answers the request itself."""
+    """The answer to an error raised while the app handles a request (the handlers below);
+    counted unless the gate answers the request itself."""
     if not scope.get(BODY_CUT):
         count(code)
     return JSONResponse(status_code=status, content=body(code, detail), headers=headers or None)

@@ -1,9 +1,9 @@
 """The request gate: what every HTTP request passes before the app reads a byte of its body.
 
-In order, from the route's own declarations (``dependencies=[CLIENT | ADMIN]``, ``EMBEDS``,
-``BODY_ONE_CLIP | BODY_LARGE``):
+In order, from the policy the route declares on its endpoint (``service.api.policy``):
 
-1. **Authentication** (401/403), from the headers alone;
+1. **Authentication** (401/403), from the headers alone (read once, as Starlette's
+   ``Headers``; a key or a ``Content-Length`` sent twice is a 400);
 2. **the body's size** as declared (413), when ``Content-Length`` is sent;
 3. **the body as it streams**, whatever its framing (chunked or not): more bytes than the
    route's limit → 413; a pause longer than ``body_idle_timeout_s``, an average rate under
@@ -21,19 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 
-from fastapi import Depends
+from starlette.datastructures import Headers
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.auth import PASSED, authenticate
+from service.api.auth import authenticate
 from service.api.errors import BODY_CUT, send_error
+from service.api.policy import OPEN, Policy, policy_of
 from service.errors import ServiceError
 from service.settings import Settings
-
-SMALL_BODY = 64 * 1024  # routes that take no upload: a form or nothing
-MULTIPART_SLACK = 64 * 1024  # boundaries and form fields around one clip
 
 
 class RequestRefusedError(ServiceError):
@@ -48,47 +45,13 @@ class BodyTimeoutError(RequestRefusedError):
     status, code = 408, "request_timeout"
 
 
+class RepeatedHeaderError(RequestRefusedError):
+    status, code = 400, "repeated_header"
+
+
 class TooManyRequestsError(RequestRefusedError):
     status, code = 429, "too_many_requests"
     headers = {"Retry-After": "1"}  # noqa: RUF012
-
-
-def _marker(name: str):
-    async def declared() -> None:  # async: a plain def would run in the threadpool
-        """A declaration read by the request gate; nothing to do per request."""
-
-    declared.gate = name
-    return Depends(declared)
-
-
-EMBEDS = _marker("embeds")  # runs the model: takes a concurrency slot
-BODY_ONE_CLIP = _marker("one_clip")  # body: one clip upload (max_upload_bytes + form fields)
-BODY_LARGE = _marker("large")  # body: many clips or a model file (max_request_bytes)
-
-
-@dataclass(frozen=True)
-class Policy:
-    role: str | None  # None: open to all
-    embeds: bool
-    max_body: int
-
-
-def route_policy(route, settings: Settings) -> Policy:
-    """What a route declared, read from its dependencies (router-level ones included)."""
-    declared = [d.dependency for d in getattr(route, "dependencies", [])]
-    roles = {getattr(f, "role", None) for f in declared} - {None}
-    marks = {getattr(f, "gate", None) for f in declared} - {None}
-    role = "admin" if "admin" in roles else "client" if "client" in roles else None
-    if "large" in marks:
-        max_body = settings.max_request_bytes
-    elif "one_clip" in marks:
-        max_body = min(settings.max_upload_bytes + MULTIPART_SLACK, settings.max_request_bytes)
-    else:
-        max_body = SMALL_BODY
-    return Policy(role, "embeds" in marks, max_body)
-
-
-OPEN = Policy(None, False, SMALL_BODY)  # unknown routes and wrong methods: 404/405 follow
 
 
 class Slots:
@@ -175,7 +138,7 @@ class RequestGate:
     def __init__(self, app: ASGIApp, settings: Settings, routes: list, count=lambda code: None):
         self.app, self.settings, self.count = app, settings, count
         self.slots = Slots(settings.max_concurrency)
-        self.routes = [(route, route_policy(route, settings)) for route in routes]
+        self.routes = [(route, policy_of(route)) for route in routes]
 
     def policy(self, scope: Scope) -> Policy:
         for route, policy in self.routes:
@@ -188,19 +151,22 @@ class RequestGate:
             await self.app(scope, receive, send)
             return
         policy = self.policy(scope)
-        headers = dict(scope["headers"])
+        headers = Headers(scope=scope)
+        settings = self.settings
+        max_body = policy.max_body(settings.max_upload_bytes, settings.max_request_bytes)
         try:
             if policy.role:
-                scope[PASSED] = authenticate(headers, policy.role, self.settings)
-            declared = headers.get(b"content-length", b"")
-            if declared.isdigit() and int(declared) > policy.max_body:
-                raise BodyTooLargeError(f"the request body exceeds {policy.max_body} bytes")
+                authenticate(headers, policy.role, settings)
+            if len(lengths := headers.getlist("content-length")) > 1:
+                raise RepeatedHeaderError("the content-length header is sent more than once")
+            if lengths and lengths[0].isdigit() and int(lengths[0]) > max_body:
+                raise BodyTooLargeError(f"the request body exceeds {max_body} bytes")
         except ServiceError as error:
             self.count(error.code)
             await send_error(send, error)
             return
         slots = self.slots if policy.embeds else None
-        guard = BodyGuard(scope, receive, policy.max_body, self.settings, slots)
+        guard = BodyGuard(scope, receive, max_body, settings, slots)
         try:
             await self._guarded(scope, guard, send)
         finally:

@@ -64,7 +64,7 @@ class IdentifyResponse(BaseModel):
 
     @classmethod
     def of(cls, result, probe: ProbePictures | None = None) -> IdentifyResponse:
-        """From a ``service.recognition.Identification`` (the route's and the fast lane's)."""
+        """From a ``service.recognition.Identification``."""
         return cls(
             decision=result.decision,
             threshold=result.threshold,

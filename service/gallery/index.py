@@ -46,12 +46,12 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import faiss
 import numpy as np
 
-from service.gallery.lists import MIN_TRAINING, build_lists, ivf_of, kept_name, list_count
+from service.gallery.lists import build_lists, ivf_of, kept_name, list_count
+from service.gallery.policy import IndexPolicy
 from service.gallery.subjects import SubjectBook
 from service.threads import lower_this_thread
 
@@ -65,25 +65,6 @@ class SubjectHit:
     subject_id: str
     sample_id: int
     score: float
-
-
-@dataclass(frozen=True)
-class IndexPolicy:
-    """Which search a gallery gets. kind: ``auto`` (exact below ``approximate_from`` samples,
-    approximate from there), ``exact`` or ``approximate`` (from ``MIN_TRAINING`` samples: fewer
-    cannot train the lists). reduced_dim: the dimensions the lists keep of each vector (all of
-    them when the vectors have no more)."""
-
-    kind: Literal["auto", "exact", "approximate"] = "auto"
-    approximate_from: int = 5_000
-    nprobe: int = 16
-    threads: int = 1  # OpenMP threads of one search (README "Speed": 1 is fastest here)
-    reduced_dim: int = 128
-
-    def wants_lists(self, samples: int) -> bool:
-        if self.kind == "exact" or samples < MIN_TRAINING:
-            return False
-        return self.kind == "approximate" or samples >= self.approximate_from
 
 
 GPU_MAX_K = 2048  # FAISS GPU searches return at most this many neighbours

@@ -17,7 +17,6 @@ import numpy as np
 
 log = logging.getLogger("service.gallery.index")
 
-MIN_TRAINING = 2_000  # fewer samples train too few lists to be worth it
 POINTS_PER_LIST = 40  # training sample: FAISS wants at least 39 points per centroid
 KMEANS_ITERATIONS = 10  # FAISS's default is 25: 2.5× the training time (README "Speed")
 

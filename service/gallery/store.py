@@ -23,7 +23,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,7 +64,6 @@ __all__ = [
     "SubjectNotFoundError",
     "check_text",
     "encode_metadata",
-    "open_store",
 ]
 
 log = logging.getLogger("gaitlab.store")
@@ -562,14 +560,3 @@ def _embedding_set(rows: list[tuple]) -> EmbeddingSet:
         return EmbeddingSet(np.empty(0, np.int64), [], np.empty((0, 0), np.float32))
     vectors = np.stack([np.frombuffer(bytes(r[2]), dtype=np.float32) for r in rows])
     return EmbeddingSet(np.array([r[0] for r in rows], np.int64), [r[1] for r in rows], vectors)
-
-
-def open_store(target: str | Path, options: StoreOptions | None = None) -> GalleryStore:
-    """The store at ``target``: a ``postgresql://`` URL, or the path of a SQLite file."""
-    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
-        from service.gallery.postgres import PostgresStore
-
-        return PostgresStore(target, options)
-    from service.gallery.sqlite import SqliteStore
-
-    return SqliteStore(Path(target), options)

@@ -58,7 +58,7 @@ def _rotate_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_tracks(args: argparse.Namespace) -> int:
-    from service.clips import ClipError
+    from service.clip_limits import ClipError
     from service.people.limits import MissingExtraError, VideoLimits
     from service.people.load import load_models
     from service.people.pipeline import Options, find_people

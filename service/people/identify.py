@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.clips import CorruptClipError, UnsupportedFormatError
+from service.clip_limits import CorruptClipError, UnsupportedFormatError
 from service.people.assets import MODELS, models_dir
 from service.people.limits import (
     TrackNotFoundError,

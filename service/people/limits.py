@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.clips import ClipError
+from service.clip_limits import ClipError
 from service.errors import ServiceError
 
 

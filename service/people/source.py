@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from service.clips import ClipTooLargeError, CorruptClipError, UnsupportedFormatError
+from service.clip_limits import ClipTooLargeError, CorruptClipError, UnsupportedFormatError
 from service.people.limits import VideoLimits
 
 

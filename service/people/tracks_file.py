@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from models.contract import MODEL_SHAPE
-from service.clips import CorruptClipError
+from service.clip_limits import CorruptClipError
 
 if TYPE_CHECKING:  # the pipeline (and its tracker) is imported where the video is processed
     from service.people.pipeline import People

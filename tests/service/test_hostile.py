@@ -419,7 +419,9 @@ def test_10_every_error_has_the_one_shape_and_is_documented(server, client):
     assert set(broken.json()) == {"error", "detail"}
     is_error(client.get("/no/such/route"), 404, "not_found")
     is_error(client.put("/identify"), 405, "method_not_allowed")
-    is_error(client.post("/identify", data={"x": "1"}), 422, "invalid_request")
+    # a form that cannot hold a file: the clip's ways in are the body or a multipart form
+    is_error(client.post("/identify", data={"x": "1"}), 415, "unsupported_format")
+    is_error(client.post("/verify", data={"x": "1"}), 422, "invalid_request")
 
     spec = client.get("/openapi.json").json()
     assert "HTTPValidationError" not in json.dumps(spec)
@@ -451,3 +453,39 @@ def test_concurrent_legitimate_load_still_succeeds(server):
     assert statuses
     assert set(statuses) <= {200, 429}
     assert 200 in statuses
+
+
+@pytest.mark.parametrize(
+    ("repeated", "status", "code"),
+    [
+        (f"X-API-Key: {CLIENT_KEY}\r\nX-API-Key: {ADMIN_KEY}\r\n", 400, "repeated_header"),
+        (f"X-API-Key: {ADMIN_KEY}\r\nAuthorization: Bearer {CLIENT_KEY}\r\n", 200, None),
+        (
+            f"Authorization: Bearer {ADMIN_KEY}\r\nAuthorization: Bearer {CLIENT_KEY}\r\n",
+            400,
+            "repeated_header",
+        ),
+    ],
+)
+def test_a_key_sent_twice_is_refused_not_guessed(server, repeated, status, code):
+    """Headers are read one way (Starlette's), with one rule: a credential sent twice is a 400
+    (which one would count is a guess). X-API-Key beside a Bearer key is not twice: the
+    X-API-Key counts, as documented."""
+    sock = raw_request(server, f"GET /model HTTP/1.1\r\nHost: x\r\n{repeated}\r\n")
+    got, body = read_response(sock)
+    sock.close()
+    assert got == status, body
+    if code:
+        assert body["error"] == code
+
+
+def test_a_length_sent_twice_is_refused(server):
+    head = (
+        "POST /identify HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-npy\r\n"
+        f"X-API-Key: {CLIENT_KEY}\r\nContent-Length: 4\r\nContent-Length: 400\r\n\r\nabcd"
+    )
+    sock = raw_request(server, head)
+    got, body = read_response(sock)
+    sock.close()
+    assert got == 400  # llhttp refuses it, or the gate does: never a guess
+    assert body["error"] in ("bad_request", "repeated_header")

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 
 from gaitlab.cli import main
-from service.gallery.store import open_store
+from service.gallery import open_store
 from tests.helpers import toy_model
 from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, Server
 from tests.service.test_recognition import person, walker_clip

@@ -9,8 +9,10 @@ import pytest
 
 from models.engine import EmbeddingEngine
 from service.clips import UnsupportedFormatError
-from service.gallery.store import SubjectNotFoundError, open_store
-from service.recognition import NoThresholdError, Recognizer, TooFewFramesError
+from service.decisions import NoThresholdError
+from service.gallery import open_store
+from service.gallery.store import SubjectNotFoundError
+from service.recognition import Recognizer, TooFewFramesError
 from tests.helpers import toy_model, with_identification
 
 
@@ -33,7 +35,7 @@ def person(n: int) -> bytes:
 def recognizer(tmp_path):
     engine = EmbeddingEngine(toy_model(tmp_path / "toy.onnx", threshold=0.99), device="cpu")
     store = open_store(tmp_path / "gallery.db")
-    yield Recognizer(engine, store)
+    yield Recognizer.open(engine, store)
     store.close()
 
 
@@ -87,12 +89,12 @@ def test_a_score_equal_to_the_threshold_passes_and_one_step_below_fails(recogniz
 
 def test_restart_rebuilds_the_index_and_re_embeds_for_a_new_model(tmp_path):
     store = open_store(tmp_path / "gallery.db")
-    first = Recognizer(EmbeddingEngine(toy_model(tmp_path / "a.onnx", version="a")), store)
+    first = Recognizer.open(EmbeddingEngine(toy_model(tmp_path / "a.onnx", version="a")), store)
     first.enroll("p0", person(0))
     first.enroll("p1", person(1))
-    again = Recognizer(EmbeddingEngine(toy_model(tmp_path / "a.onnx", version="a")), store)
+    again = Recognizer.open(EmbeddingEngine(toy_model(tmp_path / "a.onnx", version="a")), store)
     assert len(again.index) == 2
-    newer = Recognizer(EmbeddingEngine(toy_model(tmp_path / "b.onnx", version="b")), store)
+    newer = Recognizer.open(EmbeddingEngine(toy_model(tmp_path / "b.onnx", version="b")), store)
     assert len(newer.index) == 2
     assert len(store.embeddings("b").sample_ids) == 2
     assert newer.identify(person(1)).decision == "p1"
@@ -111,7 +113,7 @@ def test_no_threshold_without_a_card(tmp_path):
 
     engine = EmbeddingEngine(reduce_model(tmp_path / "bare.onnx"), device="cpu")
     store = open_store(tmp_path / "g.db")
-    recognizer = Recognizer(engine, store)
+    recognizer = Recognizer.open(engine, store)
     with pytest.raises(NoThresholdError):
         recognizer.identify(person(0))
     assert recognizer.identify(person(0), threshold=0.5).decision is None  # empty gallery
@@ -145,7 +147,7 @@ def deciding(tmp_path):
     """A recognizer whose model card has identification curves (``with_identification``)."""
     model = with_identification(toy_model(tmp_path / "toy.onnx", threshold=0.99), 0.99, 0.002)
     store = open_store(tmp_path / "gallery.db")
-    yield Recognizer(EmbeddingEngine(model, device="cpu"), store)
+    yield Recognizer.open(EmbeddingEngine(model, device="cpu"), store)
     store.close()
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from models.engine import EmbeddingEngine, EngineOptions
 from models.scoring import part_normalise
-from service.gallery.store import open_store
+from service.gallery import open_store
 from service.recognition import Recognizer
 from service.refresh import (
     AlreadyActiveError,
@@ -23,7 +23,9 @@ from tests.service.test_recognition import person, walker_clip
 @pytest.fixture
 def gallery(tmp_path):
     store = open_store(tmp_path / "gallery.db")
-    recognizer = Recognizer(EmbeddingEngine(toy_model(tmp_path / "a.onnx", version="a")), store)
+    recognizer = Recognizer.open(
+        EmbeddingEngine(toy_model(tmp_path / "a.onnx", version="a")), store
+    )
     for n in range(4):
         recognizer.enroll(f"p{n}", person(n))
     refresher = ModelRefresher(recognizer, tmp_path / "models", EngineOptions("cpu"))
@@ -108,7 +110,7 @@ def test_an_enrollment_embedded_by_a_replaced_model_is_embedded_again(gallery):
     store.activate_model(
         "b", str(tmp_path / "b.onnx"), lambda clips: part_normalise(engine_b.embed_many(clips))
     )
-    recognizer.sync = lambda: recognizer.switch(engine_b)
+    recognizer.follow(lambda: recognizer.switch(engine_b))
     sample = recognizer.enroll("after", walker_clip(7, width=26))
     assert recognizer.model_version == "b"
     assert sample.id in store.embeddings("b").sample_ids

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from models.engine import EmbeddingEngine
-from service.gallery.store import open_store
+from service.gallery import open_store
 from service.recognition import Recognizer
 from service.replication import ChangeFollower
 from tests.helpers import toy_model
@@ -19,9 +19,9 @@ def test_a_follower_applies_other_writers_changes_and_stops_at_an_unknown_one(tm
     path = tmp_path / "gallery.db"
     model = toy_model(tmp_path / "toy.onnx")
     writer_store, reader_store = open_store(path), open_store(path)  # two processes' views
-    writer = Recognizer(EmbeddingEngine(model), writer_store)
+    writer = Recognizer.open(EmbeddingEngine(model), writer_store)
     position = reader_store.change_position()
-    reader = Recognizer(EmbeddingEngine(model), reader_store)
+    reader = Recognizer.open(EmbeddingEngine(model), reader_store)
     follower = ChangeFollower(reader, position, load=lambda version: None)
 
     sample = writer.enroll("p1", person(1))
@@ -51,8 +51,8 @@ def test_a_follower_behind_a_pruned_log_rebuilds_its_index(tmp_path):
     path = tmp_path / "gallery.db"
     model = toy_model(tmp_path / "toy.onnx")
     writer_store, reader_store = open_store(path), open_store(path)
-    writer = Recognizer(EmbeddingEngine(model), writer_store)
-    reader = Recognizer(EmbeddingEngine(model), reader_store)
+    writer = Recognizer.open(EmbeddingEngine(model), writer_store)
+    reader = Recognizer.open(EmbeddingEngine(model), reader_store)
     follower = ChangeFollower(reader, reader_store.change_position(), load=lambda version: None)
     first = writer.enroll("p1", person(1))
     writer.enroll("p2", person(2))

@@ -12,7 +12,7 @@ import pytest
 
 from models.engine import EmbeddingEngine
 from models.scoring import part_normalise
-from service.gallery.store import open_store
+from service.gallery import open_store
 from service.recognition import Enrollment, Recognizer
 from tests.helpers import toy_model
 from tests.service.live_server import Server
@@ -37,7 +37,7 @@ def gallery(tmp_path_factory):
     folder = tmp_path_factory.mktemp("search")
     model = toy_model(folder / "toy.onnx", threshold=0.99)
     store = open_store(folder / "data" / "gallery.db")
-    recognizer = Recognizer(EmbeddingEngine(model, device="cpu"), store)
+    recognizer = Recognizer.open(EmbeddingEngine(model, device="cpu"), store)
     rng = np.random.default_rng(0)
     for first in range(0, SAMPLES, 200):
         recognizer.enroll_many(

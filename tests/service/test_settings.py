@@ -7,7 +7,7 @@ import pytest
 from models.default import DEFAULT_INT8, DEFAULT_MODEL
 from models.engine import EngineOptions
 from service.gallery.availability import StoreOptions
-from service.gallery.index import IndexPolicy
+from service.gallery.policy import IndexPolicy
 from service.settings import Settings
 
 

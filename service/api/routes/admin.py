@@ -9,16 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from service.api.auth import ADMIN
 from service.api.deps import RecognizerDep, RefresherDep, SettingsDep
 from service.api.errors import error_responses
-from service.api.gate import BODY_LARGE
+from service.api.policy import declare
 from service.recognition import Recognizer
 from service.refresh import InvalidModelError, ModelRefresher
 
-router = APIRouter(
-    prefix="/admin", tags=["admin"], dependencies=[ADMIN], responses=error_responses(401, 403)
-)
+router = APIRouter(prefix="/admin", tags=["admin"], responses=error_responses(401, 403))
 MAX_PATH = 4096  # PATH_MAX on Linux
 
 
@@ -35,7 +32,7 @@ def model_state(recognizer: Recognizer, refresher: ModelRefresher) -> dict:
     }
 
 
-@router.get("/model")
+@router.get("/model", **declare("admin"))
 def get_model(recognizer: RecognizerDep, refresher: RefresherDep) -> dict:
     """The active model and the state of the last refresh (progress while it runs)."""
     return model_state(recognizer, refresher)
@@ -44,7 +41,7 @@ def get_model(recognizer: RecognizerDep, refresher: RefresherDep) -> dict:
 @router.post(
     "/model",
     status_code=202,
-    dependencies=[BODY_LARGE],
+    **declare("admin", body="large"),
     responses=error_responses(400, 408, 409, 413, 422, 503),
 )
 async def activate_model(

@@ -9,10 +9,9 @@ from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from service.api.auth import ADMIN, CLIENT
 from service.api.deps import SUBJECT_ID, RecognizerDep, SettingsDep, read_upload
 from service.api.errors import error_responses
-from service.api.gate import BODY_LARGE, BODY_ONE_CLIP, EMBEDS
+from service.api.policy import declare
 from service.api.schemas import (
     BulkEnrolled,
     Deleted,
@@ -61,7 +60,7 @@ def parse_metadata(metadata: str | None) -> dict:
 
 @router.post(
     "/subjects/{subject_id}/samples",
-    dependencies=[ADMIN, EMBEDS, BODY_ONE_CLIP],
+    **declare("admin", embeds=True, body="one_clip"),
     status_code=201,
     response_model=SamplePublic,
     responses=UPLOAD_ERRORS,
@@ -84,7 +83,7 @@ async def enroll(
 
 @router.post(
     "/samples",
-    dependencies=[ADMIN, EMBEDS, BODY_LARGE],
+    **declare("admin", embeds=True, body="large"),
     status_code=201,
     response_model=BulkEnrolled,
     responses=UPLOAD_ERRORS,
@@ -130,7 +129,7 @@ async def enroll_many(
     return BulkEnrolled(samples=[SamplePublic(**s.__dict__) for s in samples])
 
 
-@router.get("/subjects", dependencies=[CLIENT], response_model=SubjectList)
+@router.get("/subjects", **declare("client"), response_model=SubjectList)
 def list_subjects(
     recognizer: RecognizerDep,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
@@ -145,7 +144,7 @@ def list_subjects(
 
 @router.get(
     "/subjects/{subject_id}",
-    dependencies=[CLIENT],
+    **declare("client"),
     response_model=SubjectPublic,
     responses=error_responses(404),
 )
@@ -158,7 +157,7 @@ def get_subject(recognizer: RecognizerDep, subject_id: SubjectId) -> SubjectPubl
 
 @router.delete(
     "/subjects/{subject_id}",
-    dependencies=[ADMIN],
+    **declare("admin"),
     response_model=Deleted,
     responses=error_responses(403, 404),
 )
@@ -169,7 +168,7 @@ def delete_subject(recognizer: RecognizerDep, subject_id: SubjectId) -> Deleted:
 
 @router.delete(
     "/subjects/{subject_id}/samples/{sample_id}",
-    dependencies=[ADMIN],
+    **declare("admin"),
     status_code=204,
     responses=error_responses(403, 404),
 )
@@ -182,7 +181,7 @@ PNG = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
 
 @router.get(
     "/samples/{sample_id}/gei.png",
-    dependencies=[CLIENT],
+    **declare("client"),
     response_class=Response,
     responses={**PNG, **error_responses(404)},
 )
@@ -193,7 +192,7 @@ def sample_gei(recognizer: RecognizerDep, sample_id: SampleId) -> Response:
 
 @router.get(
     "/samples/{sample_id}/strip.png",
-    dependencies=[CLIENT],
+    **declare("client"),
     response_class=Response,
     responses={**PNG, **error_responses(404)},
 )

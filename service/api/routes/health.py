@@ -13,7 +13,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from service.api.auth import CLIENT
 from service.api.deps import (
     FollowerDep,
     MetricsDep,
@@ -23,6 +22,7 @@ from service.api.deps import (
     ServingDep,
 )
 from service.api.errors import error_responses
+from service.api.policy import declare
 from service.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["health"])
@@ -61,7 +61,7 @@ async def readyz(
     return JSONResponse(answer, status_code=200 if ready else 503)
 
 
-@router.get("/model", dependencies=[CLIENT], responses=error_responses(401))
+@router.get("/model", **declare("client"), responses=error_responses(401))
 def model(
     recognizer: RecognizerDep, refresher: RefresherDep, self_test: SelfTestDep, serving: ServingDep
 ) -> dict:
@@ -87,13 +87,8 @@ def model(
     }
 
 
-@router.get("/metrics", dependencies=[CLIENT], responses=error_responses(401))
-def metrics(
-    recognizer: RecognizerDep,
-    refresher: RefresherDep,
-    follower: FollowerDep,
-    metrics: MetricsDep,
-) -> Response:
+@router.get("/metrics", **declare("client"), responses=error_responses(401))
+def metrics(metrics: MetricsDep) -> Response:
     """Prometheus metrics: requests and latency per route, embed and search time, gallery size,
     the model, refresh progress, errors by kind, the change-log position and replica lag."""
-    return Response(metrics.render(recognizer, refresher, follower), media_type=CONTENT_TYPE)
+    return Response(metrics.render(), media_type=CONTENT_TYPE)

@@ -14,10 +14,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from service.api.auth import ADMIN, CLIENT
 from service.api.deps import SUBJECT_ID, RecognizerDep, SettingsDep, read_upload
 from service.api.errors import error_responses
-from service.api.gate import BODY_ONE_CLIP, EMBEDS
+from service.api.policy import declare
 from service.api.routes.gallery import parse_metadata
 from service.api.routes.recognition import probe_pictures
 from service.api.schemas import (
@@ -50,7 +49,7 @@ def _turns(rotate: Rotate) -> int | None:
 
 @router.post(
     "/identify/video",
-    dependencies=[CLIENT, EMBEDS, BODY_ONE_CLIP],
+    **declare("client", embeds=True, body="one_clip"),
     response_model=VideoIdentifyResponse,
 )
 async def identify_video(
@@ -103,7 +102,7 @@ async def identify_video(
 @router.post(
     "/gallery/subjects/{subject_id}/samples/video",
     tags=["gallery"],
-    dependencies=[ADMIN, EMBEDS, BODY_ONE_CLIP],
+    **declare("admin", embeds=True, body="one_clip"),
     status_code=201,
     response_model=SamplePublic,
     responses=error_responses(404),

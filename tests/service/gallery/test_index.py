@@ -8,7 +8,8 @@ import pytest
 
 from models.scoring import part_normalise, similarity
 from service.gallery.index import COMPACT_MIN, GalleryIndex, IndexPolicy
-from service.gallery.lists import MIN_TRAINING, list_count
+from service.gallery.lists import list_count
+from service.gallery.policy import MIN_TRAINING
 
 
 def gallery(rng, subjects=20, per_subject=5, c=16, p=4):

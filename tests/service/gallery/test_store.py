@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from gaitlab.cli import main
+from service.gallery import open_store
 from service.gallery import sqlite as sqlite_module
 from service.gallery.records import pack_silhouettes
 from service.gallery.sqlite import SCHEMA, SCHEMA_VERSION, SqliteStore
@@ -20,7 +21,6 @@ from service.gallery.store import (
     SampleNotFoundError,
     StoreVersionError,
     SubjectNotFoundError,
-    open_store,
 )
 
 

@@ -17,9 +17,10 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
+from service.gallery import open_store
 from service.gallery.postgres import WRITE_LOCK
 from service.gallery.sqlite import SqliteStore
-from service.gallery.store import StoreOptions, StoreUnavailableError, open_store
+from service.gallery.store import StoreOptions, StoreUnavailableError
 
 OPTIONS = StoreOptions(timeout_s=0.5, check_s=0.1)
 FAST_S = 0.1  # a refusal while the store is known to be down takes less than this
