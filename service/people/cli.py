@@ -42,6 +42,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="a client key of the service (default: $GAITLAB_API_KEY)",
     )
     identify.add_argument("--top-k", type=int, default=3)
+    identify.add_argument(
+        "--fpir",
+        type=float,
+        default=None,
+        help="the share of strangers' searches that may be given a name (default: the model "
+        "card's, 1 %%; docs/identification.md)",
+    )
     identify.add_argument("--annotate", type=Path, help="write the video with boxes and names")
     identify.add_argument("--json", action="store_true", help="print the service's answer")
     _rotate_option(identify)
@@ -139,6 +146,8 @@ def post(url: str, fields: dict[str, str], video: Path, key: str | None) -> tupl
 
 def _run_identify(args: argparse.Namespace) -> int:
     query = f"top_k={args.top_k}&rotate={args.rotate}"
+    if args.fpir is not None:
+        query += f"&fpir={args.fpir}"
     try:
         status, raw = post(
             f"{args.url.rstrip('/')}/identify/video?{query}", {}, args.video, args.api_key

@@ -88,13 +88,14 @@ class VideoPeople:
         turns: int | None = None,
         top_k: int = 5,
         threshold: float | None = None,
+        fpir: float | None = None,
     ) -> VideoIdentification:
         files, timings = self.tracks(data, turns)
         found = [
             TrackIdentification(
                 track,
                 files.thumbnails[track["id"]],
-                recognizer.identify(as_npy(files.clips[track["id"]]), top_k, threshold),
+                recognizer.identify(as_npy(files.clips[track["id"]]), top_k, threshold, fpir=fpir),
             )
             for track in files.document["tracks"]
         ]

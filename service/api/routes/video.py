@@ -58,7 +58,18 @@ async def identify_video(
     video: VideoDep,
     clip: Annotated[UploadFile, File(description="a colour video (MP4, MOV, WebM, AVI, …)")],
     top_k: Annotated[int, Query(ge=1, le=100)] = 5,
-    threshold: Annotated[float | None, Query(ge=-1.0, le=1.0)] = None,
+    threshold: Annotated[
+        float | None, Query(ge=-1.0, le=1.0, description="decide at this score instead")
+    ] = None,
+    fpir: Annotated[
+        float | None,
+        Query(
+            gt=0.0,
+            lt=1.0,
+            description="the share of strangers' searches that may be given a name (default: "
+            "the model card's, 0.01), as for POST /identify",
+        ),
+    ] = None,
     rotate: Annotated[Rotate, Query(description=ROTATE_HELP)] = "auto",
     pictures: Annotated[
         bool, Query(description="also return each person's thumbnail, GEI and strip")
@@ -69,7 +80,7 @@ async def identify_video(
     wholly in view, are listed in ``dropped`` with the reason."""
     data = await read_upload(clip, settings)
     result = await run_in_threadpool(
-        video.identify, recognizer, data, _turns(rotate), top_k, threshold
+        video.identify, recognizer, data, _turns(rotate), top_k, threshold, fpir
     )
     tracks = []
     for found in result.tracks:
