@@ -4,6 +4,8 @@ process (``service.video``), so that neither imports the other for them."""
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass
 
 from service.errors import ServiceError
@@ -69,3 +71,36 @@ class FrameBudget:
             raise ClipTooLargeError(
                 f"more than {limits.max_total_pixels} pixels to decode in all; that is the limit"
             )
+
+
+# --- refusals from a capped child process (service.video, service.people.sandbox)
+
+REFUSED = 3
+"""A child's exit status for "the upload is refused": the ``ClipError``, as JSON, is its last
+line on stderr (:func:`refuse`, :func:`refusal_of`)."""
+
+
+def refuse(error: ClipError) -> int:
+    """In a child: tell the parent why the upload is refused; returns the exit status."""
+    print(json.dumps({"code": error.code, "detail": error.detail}), file=sys.stderr)
+    return REFUSED
+
+
+def refusal_of(
+    returncode: int, stderr: bytes, errors: tuple[type[ClipError], ...] = ()
+) -> ClipError | None:
+    """In the parent: the child's refusal (``refuse``), or None when it did not refuse; the
+    codes it may refuse with are this module's errors and ``errors``."""
+    if returncode != REFUSED:
+        return None
+    known = {
+        cls.code: cls
+        for cls in (ClipTooLargeError, CorruptClipError, UnsupportedFormatError, *errors)
+    }
+    for line in reversed(stderr.decode("utf-8", "replace").splitlines()):
+        try:
+            refusal = json.loads(line)
+            return known[refusal["code"]](str(refusal["detail"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None

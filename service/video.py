@@ -14,7 +14,6 @@ Containers are recognised by their first bytes; anything else is refused without
 from __future__ import annotations
 
 import io
-import json
 import os
 import resource
 import subprocess
@@ -30,12 +29,12 @@ from service.clip_limits import (
     CorruptClipError,
     FrameBudget,
     UnsupportedFormatError,
+    refusal_of,
+    refuse,
 )
 
 BASE_ADDRESS_SPACE = 448 * 1024 * 1024  # python + numpy + OpenCV/FFmpeg, mapped but idle
 TIMEOUT_S = 60
-_REFUSED = 3  # exit status: a ClipError, described as JSON on stderr
-_ERRORS = {cls.code: cls for cls in (ClipTooLargeError, CorruptClipError, UnsupportedFormatError)}
 
 
 def is_video(data: bytes) -> bool:
@@ -70,7 +69,7 @@ def decode_video(data: bytes, limits: ClipLimits) -> list[np.ndarray]:
         done = subprocess.run(command, input=data, capture_output=True, timeout=TIMEOUT_S, env=env)
     except subprocess.TimeoutExpired:
         raise ClipTooLargeError(f"the video took over {TIMEOUT_S} s to decode") from None
-    if done.returncode == _REFUSED and (refusal := _refusal(done.stderr)):
+    if refusal := refusal_of(done.returncode, done.stderr):
         raise refusal
     if done.returncode != 0:
         if b"MemoryError" in done.stderr or b"Insufficient memory" in done.stderr:
@@ -78,17 +77,6 @@ def decode_video(data: bytes, limits: ClipLimits) -> list[np.ndarray]:
         raise CorruptClipError("the video could not be decoded")
     frames = np.load(io.BytesIO(done.stdout), allow_pickle=False)
     return list(frames)
-
-
-def _refusal(stderr: bytes) -> ClipError | None:
-    """The child's refusal: its last stderr line, JSON with a known code (else ``None``)."""
-    for line in reversed(stderr.decode("utf-8", "replace").splitlines()):
-        try:
-            refusal = json.loads(line)
-            return _ERRORS[refusal["code"]](str(refusal["detail"]))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return None
 
 
 def _decode_here(path: str, budget: FrameBudget) -> np.ndarray:
@@ -135,8 +123,7 @@ def main(argv: list[str]) -> int:
         try:
             frames = _decode_here(handle.name, FrameBudget(limits))
         except ClipError as error:
-            print(json.dumps({"code": error.code, "detail": error.detail}), file=sys.stderr)
-            return _REFUSED
+            return refuse(error)
     out = io.BytesIO()
     np.save(out, frames, allow_pickle=False)
     sys.stdout.buffer.write(out.getvalue())

@@ -68,20 +68,26 @@ def manifest(shared_casia_b: Path) -> dict[tuple[str, str, str], int]:
     return {tuple(r.split("\t")[:3]): int(r.split("\t")[3]) for r in rows}
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A throwaway PostgreSQL server (``tests/postgres_server.py``), or the one named by
-    ``GAITLAB_TEST_DATABASE_URL``; skips the test when neither is to be had."""
-    if url := os.environ.get("GAITLAB_TEST_DATABASE_URL"):
-        yield url
-        return
+def throwaway_postgres():
+    """A started throwaway PostgreSQL server (``tests/postgres_server.py``); skips the test
+    where psycopg or the server's binaries are missing. The caller stops it."""
     pytest.importorskip("psycopg")
     from tests.postgres_server import ThrowawayPostgres, find_bindir
 
     bindir = find_bindir()
     if bindir is None:
         pytest.skip("no PostgreSQL server binaries on this machine")
-    server = ThrowawayPostgres(bindir).start()
+    return ThrowawayPostgres(bindir).start()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server, or the one named by ``GAITLAB_TEST_DATABASE_URL``; skips
+    the test when neither is to be had."""
+    if url := os.environ.get("GAITLAB_TEST_DATABASE_URL"):
+        yield url
+        return
+    server = throwaway_postgres()
     yield server
     server.stop()
 
@@ -96,13 +102,7 @@ def postgres_url(postgres_server) -> str:
 
 @pytest.fixture(scope="session")
 def _outage_postgres():
-    pytest.importorskip("psycopg")
-    from tests.postgres_server import ThrowawayPostgres, find_bindir
-
-    bindir = find_bindir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries on this machine")
-    server = ThrowawayPostgres(bindir).start()
+    server = throwaway_postgres()
     yield server
     server.stop()
 

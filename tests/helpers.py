@@ -158,3 +158,19 @@ def with_identification(path: Path, centre: float = 0.9, scale: float = 0.01) ->
     )
     write_with_card(path, path, card.model_copy(update={"identification": found}))
     return path
+
+
+def toys_with_a_bad_int8(folder: Path) -> tuple[Path, Path]:
+    """``toy.onnx`` (fp32, with its reference) and ``toy.int8.onnx`` beside it: an int8 variant of
+    it whose reference it does not reproduce, as saturating kernels did on CPUs without VNNI
+    (``models.proof``: it gives way to ``toy.onnx``)."""
+    fp32 = with_reference(toy_model(folder / "toy.onnx"))
+    int8 = with_reference(
+        toy_model(folder / "source.onnx"),
+        folder / "toy.int8.onnx",
+        wrong=True,
+        variant="int8",
+        version="toy-1-int8-00000000",
+        quantized_from="toy-1",
+    )
+    return fp32, int8

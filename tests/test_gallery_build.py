@@ -7,7 +7,7 @@ import pytest
 
 from gaitlab.cli import main
 from service.gallery import open_store
-from tests.helpers import toy_model, with_reference
+from tests.helpers import toy_model, toys_with_a_bad_int8
 from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, Server
 
 pytestmark = [pytest.mark.casia, pytest.mark.slow]
@@ -68,15 +68,7 @@ def test_build_reports_bad_input(tmp_path, capsys):
 def test_build_embeds_with_what_the_service_would_serve_here(casia_b_tree, tmp_path, capsys):
     """An int8 variant that disagrees with its fp32 reference here gives way to fp32, as the
     service's start does, so the store holds the embeddings the service will search."""
-    with_reference(toy_model(tmp_path / "toy.onnx"))
-    bad = with_reference(
-        toy_model(tmp_path / "source.onnx"),
-        tmp_path / "toy.int8.onnx",
-        wrong=True,
-        variant="int8",
-        version="toy-1-int8-00000000",
-        quantized_from="toy-1",
-    )
+    _, bad = toys_with_a_bad_int8(tmp_path)
     args = ["gallery", "build", "--casia-b", str(casia_b_tree), "--subjects", "001"]
     args += ["--conditions", "nm-01", "--data-dir", str(tmp_path / "data"), "--model", str(bad)]
     assert main(args) == 0

@@ -87,55 +87,38 @@ def mean_thresholds(cards: Sequence[ModelCard]) -> dict[float, float]:
     return {far: float(np.mean([c.threshold_at(far).score for c in cards])) for far in sorted(fars)}
 
 
-def mean_curves(found: Sequence[IdentificationCalibration]) -> list[StrangerCurve]:
-    """For each number of views, the folds' stranger rates averaged at every score of their
-    grids; beyond the highest grid score, an exponential tail through the mean rate there,
-    with the mean of the folds' scales."""
-    curves = []
-    for views in range(1, MAX_VIEWS + 1):
-        own = [next(c for c in f.curves if c.views == views) for f in found]
-        rates = [c.rates_model() for c in own]
-        grid = np.unique(np.concatenate([c.scores for c in own]))
-        mean = np.mean([r(grid) for r in rates], axis=0)
-        mean = np.maximum.accumulate(mean[::-1])[::-1]  # non-increasing, as each is
-        curves.append(
-            StrangerCurve(
-                views=views,
-                scores=grid.tolist(),
-                rates=mean.tolist(),
-                tail_score=float(grid[-1]),
-                tail_rate=float(mean[-1]),
-                tail_scale=float(np.mean([c.tail_scale for c in own])),
-                pairs=sum(c.pairs for c in own),
-            )
-        )
-    return curves
+def mean_curve(curves: Sequence[StrangerCurve], views: int) -> StrangerCurve:
+    """The curves' stranger rates averaged at every score of their grids; beyond the highest
+    grid score, an exponential tail through the mean rate there, with the mean of their scales."""
+    grid = np.unique(np.concatenate([c.scores for c in curves]))
+    mean = np.mean([c.rates_model()(grid) for c in curves], axis=0)
+    mean = np.maximum.accumulate(mean[::-1])[::-1]  # non-increasing, as each is
+    return StrangerCurve(
+        views=views,
+        scores=grid.tolist(),
+        rates=mean.tolist(),
+        tail_score=float(grid[-1]),
+        tail_rate=float(mean[-1]),
+        tail_scale=float(np.mean([c.tail_scale for c in curves])),
+        pairs=sum(c.pairs for c in curves),
+    )
 
 
 def mean_identification(found: Sequence[IdentificationCalibration]) -> IdentificationCalibration:
-    """:func:`mean_curves` as a card's identification section (pair curve likewise)."""
+    """The folds' identification curves (for each number of views, and per pair) as one: at
+    each score the mean of their stranger rates (:func:`mean_curve`)."""
+    curves = [
+        mean_curve([next(c for c in f.curves if c.views == views) for f in found], views)
+        for views in range(1, MAX_VIEWS + 1)
+    ]
     pair_curves = [f.pair_curve for f in found if f.pair_curve is not None]
-    pair = None
-    if len(pair_curves) == len(found):
-        grid = np.unique(np.concatenate([c.scores for c in pair_curves]))
-        mean = np.mean([c.rates_model()(grid) for c in pair_curves], axis=0)
-        mean = np.maximum.accumulate(mean[::-1])[::-1]
-        pair = StrangerCurve(
-            views=1,
-            scores=grid.tolist(),
-            rates=mean.tolist(),
-            tail_score=float(grid[-1]),
-            tail_rate=float(mean[-1]),
-            tail_scale=float(np.mean([c.tail_scale for c in pair_curves])),
-            pairs=sum(c.pairs for c in pair_curves),
-        )
     return IdentificationCalibration(
         source="cross-fitted: the mean of fold models' curves, each on its held-out subjects",
         subjects=", ".join(f.subjects for f in found),
         subject_count=sum(f.subject_count for f in found),
-        curves=mean_curves(found),
+        curves=curves,
         level=float(np.mean([f.level for f in found])),
-        pair_curve=pair,
+        pair_curve=mean_curve(pair_curves, 1) if len(pair_curves) == len(found) else None,
         fpir=found[0].fpir,
         measured_up_to=max(f.measured_up_to for f in found),
         checks=[],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, UploadFile
+from fastapi import Depends, Query, Request, UploadFile
 
 from models.proof import Serving
 from service.clip_limits import ClipTooLargeError
@@ -58,6 +58,21 @@ FollowerDep = Annotated[ChangeFollower, Depends(get_follower)]
 ServingDep = Annotated[Serving, Depends(get_serving)]
 
 SUBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+# how an identification decides (POST /identify and /identify/video alike)
+TopK = Annotated[int, Query(ge=1, le=100, description="subjects to rank")]
+Threshold = Annotated[
+    float | None, Query(ge=-1.0, le=1.0, description="decide at this score instead")
+]
+Fpir = Annotated[
+    float | None,
+    Query(
+        gt=0.0,
+        lt=1.0,
+        description="the share of strangers' searches that may be given a name (default: the "
+        "model card's, 0.01; docs: identification)",
+    ),
+]
 
 
 async def read_upload(upload: UploadFile, settings: Settings) -> bytes:

@@ -22,16 +22,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from service.clips import ClipError, ClipTooLargeError, CorruptClipError, UnsupportedFormatError
+from service.clip_limits import (
+    ClipError,
+    ClipTooLargeError,
+    CorruptClipError,
+    refusal_of,
+    refuse,
+)
 from service.people.assets import models_dir
 from service.people.limits import VideoError, VideoLimits
 from service.people.tracks_file import TrackFiles, read_tracks
 
-_REFUSED = 3  # exit status: a ClipError, described as JSON on stderr
-_ERRORS = {
-    cls.code: cls
-    for cls in (ClipTooLargeError, CorruptClipError, UnsupportedFormatError, VideoError)
-}
 MAX_OUTPUT_FILE = 64 * 1024 * 1024  # a track's clip: 1,000 frames are 2.8 MB
 
 
@@ -52,7 +53,7 @@ def find_people_sandboxed(
             raise ClipTooLargeError(
                 f"the video took over {limits.wall_seconds} s to process"
             ) from None
-        if done.returncode == _REFUSED and (refusal := _refusal(done.stderr)):
+        if refusal := refusal_of(done.returncode, done.stderr, (VideoError,)):
             raise refusal
         if done.returncode != 0:
             if b"MemoryError" in done.stderr or b"Insufficient memory" in done.stderr:
@@ -62,16 +63,6 @@ def find_people_sandboxed(
             raise CorruptClipError("the video could not be processed")
         files = read_tracks(Path(folder), limits.max_frames)
         return files, json.loads(done.stdout or b"{}")
-
-
-def _refusal(stderr: bytes) -> ClipError | None:
-    for line in reversed(stderr.decode("utf-8", "replace").splitlines()):
-        try:
-            refusal = json.loads(line)
-            return _ERRORS[refusal["code"]](str(refusal["detail"]))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return None
 
 
 def main(argv: list[str]) -> int:
@@ -105,8 +96,7 @@ def main(argv: list[str]) -> int:
         video.unlink()
         write_tracks(people, source.info.fps, out)
     except ClipError as error:
-        print(json.dumps({"code": error.code, "detail": error.detail}), file=sys.stderr)
-        return _REFUSED
+        return refuse(error)
     print(json.dumps(people.timings))
     return 0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.helpers import toy_model, with_reference
+from tests.helpers import toy_model, toys_with_a_bad_int8, with_reference
 from tests.service.live_server import Server
 
 
@@ -14,16 +14,7 @@ from tests.service.live_server import Server
 def models(tmp_path):
     """toy.onnx (fp32, right reference) and toy.int8.onnx (an int8 variant of it whose
     reference it does not reproduce: what saturating kernels did on CPUs without VNNI)."""
-    fp32 = with_reference(toy_model(tmp_path / "toy.onnx"))
-    int8 = with_reference(
-        toy_model(tmp_path / "source.onnx"),
-        tmp_path / "toy.int8.onnx",
-        wrong=True,
-        variant="int8",
-        version="toy-1-int8-00000000",
-        quantized_from="toy-1",
-    )
-    return fp32, int8
+    return toys_with_a_bad_int8(tmp_path)
 
 
 def test_an_int8_variant_that_disagrees_here_gives_way_to_fp32(models, tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import toy_model, with_identification, with_reference
+from tests.helpers import toys_with_a_bad_int8, with_identification
 from tests.service.live_server import ADMIN_KEY, CLIENT_KEY, KEYS, REPO, Server
 from tests.service.test_recognition import walker_clip
 
@@ -44,15 +44,8 @@ def server(tmp_path_factory):
     """Asked to serve an int8 variant that disagrees with its fp32 reference here (as saturating
     kernels did on CPUs without VNNI): it serves the fp32 toy, and the page says why."""
     folder = tmp_path_factory.mktemp("web")
-    with_identification(with_reference(toy_model(folder / "toy.onnx")))
-    int8 = with_reference(
-        toy_model(folder / "source.onnx"),
-        folder / "toy.int8.onnx",
-        wrong=True,
-        variant="int8",
-        version="toy-1-int8-00000000",
-        quantized_from="toy-1",
-    )
+    fp32, int8 = toys_with_a_bad_int8(folder)
+    with_identification(fp32)
     running = Server(int8, folder / "data", env=KEYS).start()
     yield running
     running.stop()

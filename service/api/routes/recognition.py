@@ -14,7 +14,15 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as FormFile
 
-from service.api.deps import SUBJECT_ID, RecognizerDep, SettingsDep, read_upload
+from service.api.deps import (
+    SUBJECT_ID,
+    Fpir,
+    RecognizerDep,
+    SettingsDep,
+    Threshold,
+    TopK,
+    read_upload,
+)
 from service.api.errors import error_responses
 from service.api.policy import declare
 from service.api.schemas import IdentifyResponse, ProbePictures, VerifyResponse
@@ -97,19 +105,9 @@ async def identify(
     request: Request,
     recognizer: RecognizerDep,
     settings: SettingsDep,
-    top_k: Annotated[int, Query(ge=1, le=100)] = 5,
-    threshold: Annotated[
-        float | None, Query(ge=-1.0, le=1.0, description="decide at this score instead")
-    ] = None,
-    fpir: Annotated[
-        float | None,
-        Query(
-            gt=0.0,
-            lt=1.0,
-            description="the share of strangers' searches that may be given a name (default: "
-            "the model card's, 0.01)",
-        ),
-    ] = None,
+    top_k: TopK = 5,
+    threshold: Threshold = None,
+    fpir: Fpir = None,
     pictures: Annotated[bool, Query(description="also return the probe's GEI and strip")] = False,
     exact: Annotated[
         bool, Query(description="search every sample, even where the index is approximate")
@@ -132,7 +130,7 @@ async def verify(
     settings: SettingsDep,
     clip: Annotated[UploadFile, File()],
     subject_id: Annotated[str, Form(pattern=SUBJECT_ID)],
-    threshold: Annotated[float | None, Query(ge=-1.0, le=1.0)] = None,
+    threshold: Threshold = None,
     pictures: Annotated[bool, Query(description="also return the probe's GEI and strip")] = False,
 ) -> VerifyResponse:
     """Is this ``subject_id``? The subject's best sample score, accepted at the card's per-pair

@@ -14,7 +14,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import SUBJECT_ID, RecognizerDep, SettingsDep, read_upload
+from service.api.deps import (
+    SUBJECT_ID,
+    Fpir,
+    RecognizerDep,
+    SettingsDep,
+    Threshold,
+    TopK,
+    read_upload,
+)
 from service.api.errors import error_responses
 from service.api.policy import declare
 from service.api.routes.gallery import parse_metadata
@@ -57,19 +65,9 @@ async def identify_video(
     settings: SettingsDep,
     video: VideoDep,
     clip: Annotated[UploadFile, File(description="a colour video (MP4, MOV, WebM, AVI, …)")],
-    top_k: Annotated[int, Query(ge=1, le=100)] = 5,
-    threshold: Annotated[
-        float | None, Query(ge=-1.0, le=1.0, description="decide at this score instead")
-    ] = None,
-    fpir: Annotated[
-        float | None,
-        Query(
-            gt=0.0,
-            lt=1.0,
-            description="the share of strangers' searches that may be given a name (default: "
-            "the model card's, 0.01), as for POST /identify",
-        ),
-    ] = None,
+    top_k: TopK = 5,
+    threshold: Threshold = None,
+    fpir: Fpir = None,
     rotate: Annotated[Rotate, Query(description=ROTATE_HELP)] = "auto",
     pictures: Annotated[
         bool, Query(description="also return each person's thumbnail, GEI and strip")
