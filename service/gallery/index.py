@@ -50,10 +50,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from service.gallery.lists import build_lists, ivf_of, kept_name, list_count
+from service.gallery.lists import ApproximateLists
 from service.gallery.policy import IndexPolicy
 from service.gallery.subjects import SubjectBook
-from service.threads import lower_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,6 @@ class SubjectHit:
 
 
 GPU_MAX_K = 2048  # FAISS GPU searches return at most this many neighbours
-REGROW = 4  # retrain when the gallery has grown this many times since the last training
 SHORTLIST_FACTOR = 2  # candidates scored exactly: this many times the samples needed …
 SHORTLIST_MIN = 64  # … and at least this many
 COMPACT_MIN = 256  # zeroed slots of removed samples kept until there are this many …
@@ -122,9 +120,10 @@ class GalleryIndex:
         self.policy = policy or IndexPolicy()
         self.centroids_dir = centroids_dir
         self._vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))  # the full vectors, by id
-        self._lists: faiss.Index | None = None  # IVF over reduced vectors, once trained
-        self._probe: faiss.SearchParametersPreTransform | None = None  # nprobe of ``_lists``
-        self._trained_at = 0  # gallery size at the last training of the lists (0: exact)
+        self._lock = threading.Lock()
+        self._lists = ApproximateLists(
+            self.policy, dim, model_version, centroids_dir, self._lock, self._drop_gpu_copy
+        )
         self._gpu_resources = None
         self._gpu_index = None
         if device != "cpu" and gpu_count() > 0:
@@ -133,9 +132,6 @@ class GalleryIndex:
         self._book = SubjectBook()
         self._removed: set[int] = set()  # tombstones: removed ids whose zeroed slots remain
         self._skip_removed: faiss.SearchParameters | None = None  # a selector of the others
-        self._lock = threading.Lock()
-        self._replay: list[tuple[str, np.ndarray, np.ndarray | None]] | None = None
-        self._retraining: threading.Thread | None = None
 
     def __len__(self) -> int:
         return self._vectors.ntotal - len(self._removed)
@@ -152,12 +148,12 @@ class GalleryIndex:
     @property
     def kind(self) -> str:
         """``"exact"`` or ``"approximate"``: the search answering now."""
-        return "exact" if self._lists is None else "approximate"
+        return "exact" if self._lists.index is None else "approximate"
 
     @property
     def lists(self) -> int:
         """The approximate index's ``nlist`` (0 while exact)."""
-        return 0 if self._lists is None else ivf_of(self._lists).nlist
+        return self._lists.nlist
 
     @property
     def subjects(self) -> int:
@@ -185,20 +181,17 @@ class GalleryIndex:
                 self._vectors.remove_ids(np.asarray(revived, dtype=np.int64))
                 self._forget_tombstones(revived)
             if self._vectors.ntotal == 0 and self.policy.wants_lists(len(ids)):
-                lists = self._lists_of(ids, vectors)  # first: nothing is added if it fails
+                lists = self._lists.build(ids, vectors)  # first: nothing is added if it fails
                 self._vectors.add_with_ids(vectors, ids)
-                self._swap_in(lists, len(ids))
+                self._lists.swap_in(lists, len(ids))
             else:
                 self._vectors.add_with_ids(vectors, ids)
-                if self._lists is not None:
-                    self._lists.add_with_ids(vectors, ids)
+                self._lists.add(ids, vectors)
                 if self._gpu_index is not None:
                     self._gpu_index.add_with_ids(vectors, ids)
-            if self._replay is not None:  # a retraining is running: its lists need them too
-                self._replay.append(("add", ids, vectors))
             for sample_id, subject_id in zip(map(int, ids), subject_ids, strict=True):
                 self._book.add(sample_id, subject_id)
-            self._maybe_retrain()
+            self._lists.maybe_retrain(len(self), self._snapshot)
 
     def remove(self, sample_ids: list[int]) -> None:
         """The samples leave every answer now, and no copy of their vectors stays: the full
@@ -210,10 +203,7 @@ class GalleryIndex:
             if not gone:
                 return
             ids = np.asarray(gone, dtype=np.int64)
-            if self._lists is not None:
-                self._lists.remove_ids(ids)
-            if self._replay is not None:  # the lists being trained hold them too
-                self._replay.append(("remove", ids, None))
+            self._lists.remove(ids)  # the lists being retrained, if any, lose them too
             if self._gpu_index is not None:  # a GPU copy is copied again: compact first
                 self._vectors.remove_ids(ids)
                 self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._vectors)
@@ -222,7 +212,7 @@ class GalleryIndex:
             self._removed.update(gone)
             self._skip_removed = None
             due = max(COMPACT_MIN, COMPACT_SHARE * self._vectors.ntotal)
-            if len(self._removed) >= due and self._replay is None:
+            if len(self._removed) >= due and self._lists.replay is None:
                 self._vectors.remove_ids(self._tombstones())
                 self._forget_tombstones(list(self._removed))
 
@@ -262,7 +252,7 @@ class GalleryIndex:
             if total == 0:
                 return []
             needed = min(total, (top_k - 1) * self._book.most + 1)
-            if self._lists is None or exact:
+            if self._lists.index is None or exact:
                 scores, ids = self._search_exact(query, needed)
             else:
                 scores, ids = self._search_lists(query, needed)
@@ -285,9 +275,7 @@ class GalleryIndex:
     def _search_lists(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(Lock held.) The best k of the probed lists' shortlist (removed samples left the
         lists), scored on the full vectors."""
-        wanted = min(len(self), shortlist_size(k))
-        _, found = self._lists.search(query, wanted, params=self._probe)
-        candidates = found[0][found[0] >= 0]
+        candidates = self._lists.candidates(query, min(len(self), shortlist_size(k)))
         if len(candidates) == 0:
             return np.empty(0, np.float32), candidates
         scores = self._vectors.reconstruct_batch(candidates) @ query[0]
@@ -307,64 +295,17 @@ class GalleryIndex:
 
     def wait_for_retraining(self, timeout: float | None = None) -> None:
         """Block until a background retraining (if any) has swapped in its index."""
-        thread = self._retraining
-        if thread is not None:
-            thread.join(timeout)
+        self._lists.wait(timeout)
 
-    # --- the approximate index
+    def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """(Lock held.) The gallery's ids and full vectors for a retraining, zeroed slots out."""
+        ids, vectors = _contents(self._vectors)
+        if self._removed:
+            kept = ~np.isin(ids, self._tombstones())
+            ids, vectors = ids[kept], vectors[kept]
+        return ids, vectors
 
-    def _lists_of(self, ids: np.ndarray, vectors: np.ndarray) -> faiss.IndexPreTransform:
-        """The lists of these vectors (``service.gallery.lists``), kept in ``centroids_dir``."""
-        reduced = min(self.policy.reduced_dim, self.dim)
-        kept = None
-        if self.centroids_dir is not None:
-            nlist = list_count(len(ids))
-            kept = self.centroids_dir / kept_name(self.model_version, nlist, reduced)
-        return build_lists(ids, vectors, reduced, kept)
-
-    def _swap_in(self, lists: faiss.IndexPreTransform, trained_at: int) -> None:
-        """(Lock held.) Answer from ``lists`` from now on; a GPU copy of the exact index goes."""
-        self._lists, self._trained_at, self._gpu_index = lists, trained_at, None
-        # made once per index (each search reuses them): FAISS's Python objects own each other
-        # only through these references
-        self._probe_ivf = faiss.SearchParametersIVF(
-            nprobe=min(self.policy.nprobe, ivf_of(lists).nlist)
-        )
-        self._probe = faiss.SearchParametersPreTransform()
-        self._probe.index_params = self._probe_ivf
-
-    def _maybe_retrain(self) -> None:
-        """(Lock held.) Start a background (re)training when the gallery outgrew its index."""
-        total = len(self)
-        due = self.policy.wants_lists(total) and (
-            self._trained_at == 0 or total >= REGROW * self._trained_at
-        )
-        if due and self._retraining is None:
-            self._retraining = threading.Thread(
-                target=self._retrain, name="index-retrain", daemon=True
-            )
-            self._retraining.start()
-
-    def _retrain(self) -> None:
-        lower_this_thread()  # live searches first
-        try:
-            with self._lock:  # writes from here on are replayed onto the new index
-                ids, vectors = _contents(self._vectors)
-                if self._removed:  # zeroed slots stay out of the new lists
-                    kept = ~np.isin(ids, self._tombstones())
-                    ids, vectors = ids[kept], vectors[kept]
-                self._replay = []
-            lists = self._lists_of(ids, vectors)
-            del vectors
-            with self._lock:
-                for action, changed, added in self._replay or []:
-                    if action == "add":
-                        lists.add_with_ids(added, changed)
-                    else:
-                        lists.remove_ids(changed)
-                self._swap_in(lists, len(ids))
-        except Exception:  # the current index keeps answering
-            log.exception("retraining the approximate index failed")
-        finally:
-            with self._lock:
-                self._replay, self._retraining = None, None
+    def _drop_gpu_copy(self) -> None:
+        """(Lock held.) Once lists answer, the GPU copy of the exact index goes (the
+        approximate index stays on the CPU)."""
+        self._gpu_index = None

@@ -105,7 +105,7 @@ def clustered(rng, subjects: int, per_subject: int, dim: int = 64, spread: float
 
 def list_ids(index: GalleryIndex) -> set[int]:
     """The sample ids the approximate index's lists hold (tombstones included)."""
-    ivf = faiss.extract_index_ivf(index._lists)
+    ivf = faiss.extract_index_ivf(index._lists.index)
     found = set()
     for number in range(ivf.nlist):
         size = ivf.invlists.list_size(number)
@@ -259,10 +259,10 @@ def test_tombstones_stay_out_of_the_approximate_answers_and_of_a_retraining():
     exact.add(kept, [subjects[i] for i in kept], vectors[kept])
     for query in queries_near(rng, centres, 50):
         assert index.search(query, 5, exact=True) == exact.search(query, 5)
-    index._trained_at = 1  # due for a retraining at the next addition
+    index._lists.trained_at = 1  # due for a retraining at the next addition
     index.add(ids[2500:], subjects[2500:], vectors[2500:])
     index.wait_for_retraining(60)
-    assert index._trained_at > 1  # it retrained
+    assert index._lists.trained_at > 1  # it retrained
     assert not list_ids(index) & set(gone)  # the new lists were built without the tombstones
     assert list_ids(index) - index._removed == set(range(3000)) - set(gone)
 
@@ -292,15 +292,15 @@ def test_no_compaction_while_a_retraining_snapshots_and_ids_added_again_are_repl
     ids, subjects, vectors, _ = clustered(rng, 60, 10)
     index = GalleryIndex(64, "v", "cpu", IndexPolicy("exact"))
     index.add(ids, subjects, vectors)
-    index._replay = []  # as while a retraining runs: its snapshot holds the vectors
+    index._lists.replay = []  # as while a retraining runs: its snapshot holds the vectors
     index.remove(list(range(COMPACT_MIN)))
     assert index.held == 600  # compaction waits for the retraining's end
     assert len(index) == 600 - COMPACT_MIN
     index.add(np.array([3]), ["new"], vectors[400:401])  # id 3 again, another vector
-    assert [action for action, *_ in index._replay] == ["remove", "add"]  # in that order
+    assert [action for action, *_ in index._lists.replay] == ["remove", "add"]  # in that order
     hit = index.search(vectors[400], 2, exact=True)
     assert {(h.subject_id, h.sample_id) for h in hit} == {("new", 3), (subjects[400], 400)}
-    index._replay = None
+    index._lists.replay = None
     index.remove([COMPACT_MIN])  # the next removal compacts
     assert index.held == len(index) == 600 - COMPACT_MIN
 
@@ -309,8 +309,8 @@ def held_vectors(index: GalleryIndex) -> np.ndarray:
     """Every vector the index holds in memory, full and reduced: float32 [n, d] and [m, r]."""
     flat = faiss.downcast_index(index._vectors.index).reconstruct_n(0, index._vectors.ntotal)
     reduced = np.empty((0, 0), np.float32)
-    if index._lists is not None:
-        ivf = faiss.downcast_index(index._lists.index)
+    if index._lists.index is not None:
+        ivf = faiss.downcast_index(index._lists.index.index)
         lists = ivf.invlists
         parts = [
             faiss.rev_swig_ptr(lists.get_codes(i), lists.list_size(i) * ivf.code_size)
@@ -339,7 +339,7 @@ def test_a_removed_sample_leaves_no_copy_of_its_vector_in_memory(policy):
     assert (np.abs(full).sum(axis=1) == 0).sum() == len(erased)
     if policy == "approximate":
         assert len(reduced) == len(before_reduced) - len(erased)  # gone from the lists
-        projected = index._lists.chain.at(0).apply(vectors[erased])
+        projected = index._lists.index.chain.at(0).apply(vectors[erased])
         for row in projected:
             assert not np.isclose(reduced, row, atol=1e-6).all(axis=1).any()
     for sample in erased:
