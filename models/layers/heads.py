@@ -24,6 +24,11 @@ class HorizontalPyramidPooling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
+        if h % self.parts:
+            raise ValueError(
+                f"a feature map {h} rows high does not split into {self.parts} equal parts: "
+                f"choose parts dividing {h} (or a smaller stem stride for more rows)"
+            )
         strips = x.reshape(n, c, self.parts, (h // self.parts) * w)  # [n, c, p, h/p * w]
         return strips.mean(dim=-1) + strips.amax(dim=-1)
 

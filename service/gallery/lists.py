@@ -135,6 +135,7 @@ class ApproximateLists:
         self.replay: list[tuple[str, np.ndarray, np.ndarray | None]] | None = None
         """While a retraining runs: the writes its new lists will need (else None)."""
         self._retraining: threading.Thread | None = None
+        self._generation = 0  # lists swapped in so far: a retraining drops lists made stale
 
     @property
     def nlist(self) -> int:
@@ -152,6 +153,7 @@ class ApproximateLists:
     def swap_in(self, lists: faiss.IndexPreTransform, trained_at: int) -> None:
         """Answer from ``lists`` from now on."""
         self.index, self.trained_at = lists, trained_at
+        self._generation += 1
         self._on_swap()
         # made once per index (each search reuses them): FAISS's Python objects own each other
         # only through these references
@@ -197,20 +199,22 @@ class ApproximateLists:
             thread.join(timeout)
 
     def _retrain(self, snapshot: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
-        lower_this_thread()  # live searches first
         try:
+            lower_this_thread()  # live searches first
             with self._lock:  # writes from here on are replayed onto the new lists
                 ids, vectors = snapshot()
-                self.replay = []
+                self.replay, generation = [], self._generation
             lists = self.build(ids, vectors)
             del vectors
             with self._lock:
+                if self._generation != generation:  # lists were built meanwhile, of every
+                    return  # vector then (a gallery emptied and filled again): they stay
                 for action, changed, added in self.replay or []:
                     if action == "add":
                         lists.add_with_ids(added, changed)
                     else:
                         lists.remove_ids(changed)
-                self.swap_in(lists, len(ids))
+                self.swap_in(lists, lists.ntotal)
         except Exception:  # the current lists keep answering
             log.exception("retraining the approximate index failed")
         finally:

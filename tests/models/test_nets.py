@@ -100,3 +100,10 @@ def test_every_built_in_net_is_its_own_file():
     assert net_names() == ["baseline", "convlstm_fusion"]
     for name in net_names():
         assert resolve_net(name).__module__ == f"models.nets.{name}"
+
+
+def test_parts_that_do_not_divide_the_feature_map_are_named():
+    # a stride-2 stem leaves 8 rows at the contract's 64-pixel height: 16 parts cannot be cut
+    model = create_model("baseline", channels=[4, 8, 8, 8], stem_stride=2, parts=16)
+    with pytest.raises(ValueError, match="8 rows high does not split into 16 equal parts"):
+        model(torch.rand(1, 3, 64, 44))

@@ -3,6 +3,7 @@ their own embeddings (made up here: people as random centres, walks scattered ar
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -122,3 +123,85 @@ def test_folds_that_cannot_stand_in_are_refused(folds):
         card_from_folds(final_card(folds, trained_on="001-020"), folds)
     with pytest.raises(CrossFitError, match="two folds"):
         cross_fit(folds[:1])
+
+
+@pytest.fixture(scope="module")
+def fold_files(tmp_path_factory):
+    """Exported models on a drawn tree of 001–012: two folds, each calibrated and validated on
+    the six subjects it left out, and a model 'trained' on all twelve (small real ONNX nets:
+    ``tests.helpers.toy_model``)."""
+    from models.engine import EmbeddingEngine
+    from tests.helpers import toy_model
+    from tests.synthetic_casia import write_synthetic_tree
+    from training.data.cache import SilhouetteCache
+    from training.data.subjects import parse_subjects
+    from training.embedding import embed_cache_onnx
+    from training.export import write_with_card
+    from training.recalibrate import recalibrate
+
+    folder = tmp_path_factory.mktemp("crossfit-files")
+    tree = write_synthetic_tree(folder / "tree", tuple(f"{i:03d}" for i in range(1, 13)))
+
+    def exported(name: str, trained_on: str, held_out: str | None) -> Path:
+        path = toy_model(folder / f"{name}.onnx", version=name)
+        card = EmbeddingEngine(path, device="cpu", warmup=False).card
+        training = card.training.model_copy(update={"subjects": trained_on})
+        write_with_card(path, path, card.model_copy(update={"training": training}))
+        if held_out is not None:
+            card = recalibrate(path, tree, held_out, progress=False)
+            cache = SilhouetteCache.load(tree, parse_subjects(held_out), progress=False)
+            engine = EmbeddingEngine(path, device="cpu", warmup=False)
+            feats = embed_cache_onnx(engine, cache, progress=False)
+            measured = validate(feats, cache, held_out, "this model, on held-out subjects")
+            write_with_card(path, path, card.model_copy(update={"validation": measured}))
+        return path
+
+    folds = [exported("fold-a", "007-012", "001-006"), exported("fold-b", "001-006", "007-012")]
+    return tree, folds, exported("all", "001-012", None), exported
+
+
+def test_the_command_writes_the_card_from_the_exported_folds(fold_files, capsys):
+    from gaitlab.cli import main
+    from models.engine import EmbeddingEngine
+    from training.crossfit import CROSS_VALIDATED
+
+    tree, folds, final, _ = fold_files
+    before = EmbeddingEngine(final, device="cpu", warmup=False)
+    clip = np.zeros((12, 64, 44), np.uint8)
+    clip[:, 10:60, 15:30] = 255
+    expected = before.embed_many([clip])
+    fold_cards = [EmbeddingEngine(f, device="cpu", warmup=False).card for f in folds]
+
+    assert main(["crossfit", str(final), "--folds", *map(str, folds), "--data", str(tree)]) == 0
+    printed = capsys.readouterr().out
+    assert "from 2 folds" in printed
+    assert "leave one out" in printed
+
+    after = EmbeddingEngine(final, device="cpu", warmup=False)
+    card = after.card
+    assert card.version == "all"  # weights unchanged: a gallery embedded with it stays valid
+    np.testing.assert_array_equal(after.embed_many([clip]), expected)
+    record = card.cross_fit
+    assert [f.held_out for f in record.folds] == ["001-006", "007-012"]
+    assert {(t.derived_from[0], t.measured_on) for t in record.pairwise} == {
+        ("fold-a", "fold-b"),
+        ("fold-b", "fold-a"),
+    }
+    assert [t.measured_on for t in record.leave_one_out] == ["fold-a", "fold-b"]
+    for threshold in card.thresholds:
+        folds_scores = [c.threshold_at(threshold.far).score for c in fold_cards]
+        assert threshold.score == pytest.approx(np.mean(folds_scores))
+    assert card.validation.source == CROSS_VALIDATED
+    assert card.validation.subject_count == 12
+    assert card.calibration is None
+    assert card.identification is not None
+
+
+def test_the_command_refuses_a_model_that_did_not_train_on_the_folds_subjects(fold_files, capsys):
+    from gaitlab.cli import main
+
+    tree, folds, _, exported = fold_files
+    partial = exported("partial", "001-009", None)
+    code = main(["crossfit", str(partial), "--folds", *map(str, folds), "--data", str(tree)])
+    assert code == 2
+    assert "which this model did not train on" in capsys.readouterr().err

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import faiss
 import numpy as np
 import pytest
 
 from models.scoring import part_normalise, similarity
 from service.gallery.index import COMPACT_MIN, GalleryIndex, IndexPolicy
-from service.gallery.lists import list_count
+from service.gallery.lists import ApproximateLists, list_count
 from service.gallery.policy import MIN_TRAINING
 
 
@@ -170,15 +172,36 @@ def test_a_large_gallery_gets_an_approximate_index_that_agrees_with_exact_search
     assert kept[0].read_bytes() != b"not an index"
 
 
-def test_a_growing_gallery_switches_to_lists_in_the_background_and_keeps_every_write():
+@pytest.fixture
+def held_retraining(monkeypatch):
+    """An event: a background retraining builds its lists only once it is set, so writes land
+    during it for sure."""
+    release = threading.Event()
+    build = ApproximateLists.build
+
+    def held_build(self, ids, vectors):
+        if threading.current_thread().name == "index-retrain":
+            assert release.wait(60)
+        return build(self, ids, vectors)
+
+    monkeypatch.setattr(ApproximateLists, "build", held_build)
+    yield release
+    release.set()
+
+
+def test_a_growing_gallery_switches_to_lists_in_the_background_and_keeps_every_write(
+    held_retraining,
+):
     rng = np.random.default_rng(1)
     ids, subjects, vectors, _centres = clustered(rng, 300, 10)
     index = GalleryIndex(64, "v", "cpu", IndexPolicy("auto", approximate_from=2500, nprobe=8))
     index.add(ids[:2000], subjects[:2000], vectors[:2000])
     assert index.kind == "exact"
     index.add(ids[2000:2600], subjects[2000:2600], vectors[2000:2600])  # starts the training
-    index.add(ids[2600:], subjects[2600:], vectors[2600:])  # during it, or after: kept either way
+    index.add(ids[2600:], subjects[2600:], vectors[2600:])  # during it
     index.remove([5, 2700])
+    assert index.kind == "exact"  # the exact search answers until the lists are ready
+    held_retraining.set()
     index.wait_for_retraining(60)
     assert index.kind == "approximate"
     assert len(index) == 2998
@@ -190,6 +213,24 @@ def test_a_growing_gallery_switches_to_lists_in_the_background_and_keeps_every_w
     for found in (index.search(vectors[2999], 1, exact=True)[0], index.search(vectors[2999], 1)[0]):
         assert found.sample_id == 2999
         assert found.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_lists_built_while_a_retraining_runs_are_not_replaced_by_its_stale_ones(
+    held_retraining,
+):
+    rng = np.random.default_rng(8)
+    ids, subjects, vectors, _ = clustered(rng, 260, 10)  # 2,600 samples
+    index = GalleryIndex(64, "v", "cpu", IndexPolicy("auto", approximate_from=2500, nprobe=8))
+    index.add(ids[:2000], subjects[:2000], vectors[:2000])
+    index.add(ids[2000:], subjects[2000:], vectors[2000:])  # starts the training (held)
+    index.remove(ids.tolist())  # everyone leaves; their zeroed slots wait for the retraining
+    index.add(ids, subjects, vectors)  # and comes back at once: lists built on the spot
+    assert index.kind == "approximate"
+    held_retraining.set()
+    index.wait_for_retraining(60)
+    assert list_ids(index) == set(ids.tolist())
+    for sample in (0, 1234, 2599):
+        assert index.search(vectors[sample], 1)[0].sample_id == sample
 
 
 def test_small_galleries_and_the_exact_policy_stay_exact():
