@@ -181,11 +181,21 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="figures and decisions for a model trained on every subject, from fold models of "
         "its recipe (each exported on its held-out subjects), with their measured transfer",
     )
-    crossfit.add_argument("model", type=Path, help="the exported model trained on every fold")
+    crossfit.add_argument(
+        "model",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="the exported model trained on every fold (its card is written in place); "
+        "without it, the folds' transfers are measured and printed, nothing is written",
+    )
     crossfit.add_argument(
         "--folds", type=Path, nargs="+", required=True, help="the folds' exported models"
     )
     crossfit.add_argument("--data", type=Path, required=True, help="pkl tree")
+    crossfit.add_argument(
+        "--json", type=Path, default=None, help="also write the cross-fit record here"
+    )
     crossfit.set_defaults(run=_run_crossfit)
 
     recalibrate = commands.add_parser(
@@ -476,15 +486,22 @@ def _run_quantize(args: argparse.Namespace) -> int:
 
 @_reports_errors
 def _run_crossfit(args: argparse.Namespace) -> int:
-    from training.crossfit import cross_fit_model
+    from training.crossfit import cross_fit, cross_fit_model, load_fold
 
-    card = cross_fit_model(args.model, args.folds, args.data)
-    record = card.cross_fit
-    print(f"wrote {args.model} ({card.version}) from {len(record.folds)} folds")
+    if args.model is None:
+        record = cross_fit([load_fold(fold, args.data) for fold in args.folds])
+        print(f"measured {len(record.folds)} folds (no model named: nothing written)")
+    else:
+        card = cross_fit_model(args.model, args.folds, args.data)
+        record = card.cross_fit
+        print(f"wrote {args.model} ({card.version}) from {len(record.folds)} folds")
+    if args.json is not None:
+        args.json.write_text(record.model_dump_json(indent=2) + "\n")
     for fold in record.folds:
         figures = " ".join(f"{k} {v:.1f}" for k, v in fold.rank1["euc"].items())
         print(f"  fold {fold.version}: held out {fold.held_out}: euc {figures}")
-    _print_variant(card)
+    if args.model is not None:
+        _print_variant(card)
     for name, transfers in (("i → j", record.pairwise), ("leave one out", record.leave_one_out)):
         print(f"  transfer ({name}):")
         for t in transfers:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from models.card import EmbeddingContract, ModelCard, TrainingRecord
+from models.card import CrossFit, EmbeddingContract, ModelCard, TrainingRecord
 from training.calibration import calibrate
 from training.crossfit import CrossFitError, Fold, card_from_folds, cross_fit, mean_thresholds
 from training.export import validate
@@ -195,6 +195,23 @@ def test_the_command_writes_the_card_from_the_exported_folds(fold_files, capsys)
     assert card.validation.subject_count == 12
     assert card.calibration is None
     assert card.identification is not None
+
+
+def test_without_a_model_the_command_measures_the_folds_and_writes_no_model(
+    fold_files, tmp_path, capsys
+):
+    from gaitlab.cli import main
+
+    tree, folds, _, _ = fold_files
+    stamps = [f.stat().st_mtime_ns for f in folds]
+    out = tmp_path / "crossfit.json"
+    args = ["crossfit", "--folds", *map(str, folds), "--data", str(tree), "--json", str(out)]
+    assert main(args) == 0
+    assert "nothing written" in capsys.readouterr().out
+    assert [f.stat().st_mtime_ns for f in folds] == stamps
+    record = CrossFit.model_validate_json(out.read_text())
+    assert len(record.pairwise) == 2
+    assert all(t.galleries for t in record.pairwise)  # identification decisions measured too
 
 
 def test_the_command_refuses_a_model_that_did_not_train_on_the_folds_subjects(fold_files, capsys):
