@@ -153,6 +153,12 @@ class IdentificationCalibration(_Strict):
         description="the curves are this quantile of the stranger rate over a bootstrap of the "
         "people measured (an upper bound for another population like them)",
     )
+    fit: str = Field(
+        "empirical",
+        description="how the rates were drawn from the strangers' scores: 'empirical', the "
+        "scores' own tail; 'gaussian', a normal fit on the log-distance scale -log(1 - score); "
+        "'larger', the larger of the two at every score",
+    )
     pair_curve: StrangerCurve | None = Field(
         None,
         description="the same for one pair (a stranger's walk against one sample, any view): "

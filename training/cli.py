@@ -405,7 +405,10 @@ def _print_identification(card: ModelCard) -> None:
     if found is None:
         return
     model = found.model()
-    print(f"  identification at FPIR {100 * found.fpir:g} %: threshold by gallery (subjects)")
+    print(
+        f"  identification at FPIR {100 * found.fpir:g} % (curves: {found.fit} fit, "
+        f"{100 * found.level:g} % bound): threshold by gallery (subjects)"
+    )
     for size in (1, 5, 10, 24, 100, 1000):
         every = model.threshold(found.fpir, {11: size})
         one = model.threshold(found.fpir, {1: size})
@@ -414,8 +417,8 @@ def _print_identification(card: ModelCard) -> None:
         low, high = check.fpir_interval or (float("nan"), float("nan"))
         print(
             f"    measured, {check.subjects} subjects at {check.views} view(s): strangers named "
-            f"{100 * check.fpir:.2f} % (90 %: {100 * low:.2f}–{100 * high:.2f} %), enrolled "
-            f"walkers named right {100 * check.dir:.1f} %"
+            f"{100 * check.fpir:.2f} % (halvings' 5th–95th percentile {100 * low:.2f}–"
+            f"{100 * high:.2f} %), enrolled walkers named right {100 * check.dir:.1f} %"
         )
 
 

@@ -118,6 +118,7 @@ def mean_identification(found: Sequence[IdentificationCalibration]) -> Identific
         subject_count=sum(f.subject_count for f in found),
         curves=curves,
         level=float(np.mean([f.level for f in found])),
+        fit="+".join(sorted({f.fit for f in found})),
         pair_curve=mean_curve(pair_curves, 1) if len(pair_curves) == len(found) else None,
         fpir=found[0].fpir,
         measured_up_to=max(f.measured_up_to for f in found),

@@ -66,3 +66,50 @@ def test_intervals_only_with_enough_subjects():
 def test_rates_outside_zero_one_are_refused():
     with pytest.raises(ValueError, match="false accept rates"):
         thresholds_of(made_pairs([0.1], [0.9], 12), fars=[0.0])
+
+
+def normal_strangers(people: int, seed: int, centre: float = 3.0, spread: float = 0.35):
+    """StrangerScores of ``people`` whose every stranger pair scores ``s = 1 - exp(-z)`` with
+    ``z ~ N(centre, spread)`` (100 walks a pair)."""
+    from training.evaluation.galleries import StrangerScores
+
+    rng = np.random.default_rng(seed)
+    pairs = [(a, b) for a in range(people) for b in range(people) if a != b]
+    stranger = np.repeat([a for a, _ in pairs], 100)
+    subject = np.repeat([b for _, b in pairs], 100)
+    z = rng.normal(centre, spread, len(stranger))
+    return StrangerScores(-np.expm1(-z).astype(np.float32), stranger, subject, people)
+
+
+def test_the_normal_fit_reaches_rates_no_stranger_measured_reached():
+    from scipy.stats import norm
+
+    from training.calibration import gaussian_stranger_curve, stranger_curve
+
+    found = normal_strangers(12, seed=0)  # 13,200 scores: the deepest measured rate is ~1e-4
+    deep = -np.expm1(-(3.0 + 0.35 * norm.isf(1e-6)))  # a score 1 in 10^6 strangers reach
+    fitted = gaussian_stranger_curve(found, 1).rates_model()(deep)
+    assert 1e-6 <= fitted <= 1e-5  # an upper bound, within a factor of 10
+    assert (found.scores < deep).all()
+    own_tail = stranger_curve(found, 1).rates_model()(deep)  # an exponential beyond the data
+    assert own_tail != pytest.approx(fitted, rel=0.5)
+
+
+def test_the_careful_curve_is_the_larger_of_the_two_at_every_score():
+    from training.calibration import (
+        careful_stranger_curve,
+        gaussian_stranger_curve,
+        stranger_curve,
+    )
+
+    found = normal_strangers(8, seed=1, spread=0.5)
+    careful = careful_stranger_curve(found, 3).rates_model()
+    parts = [fit(found, 3).rates_model() for fit in (stranger_curve, gaussian_stranger_curve)]
+    curve = careful_stranger_curve(found, 3)
+    knots = np.asarray(curve.scores)
+    np.testing.assert_allclose(careful(knots), np.max([p(knots) for p in parts], axis=0))
+    scores = np.linspace(0.9, 0.9999, 500)  # between knots: log-linear, so never below either
+    larger = np.max([p(scores) for p in parts], axis=0)
+    decided = larger < 0.5  # (below a grid's first score a curve says 1: no decision there)
+    assert (careful(scores)[decided] >= larger[decided] * (1 - 1e-9)).all()
+    assert curve.views == 3
