@@ -136,7 +136,12 @@ class GalleryCheck(_Strict):
     subjects: int = Field(description="enrolled subjects")
     views: str = Field(description="'all' (nm-01-04 at all 11 views) or 'one' (one view)")
     fpir: float = Field(description="share of strangers' searches that named someone")
-    fpir_interval: tuple[float, float] | None = None
+    fpir_interval: tuple[float, float] | None = Field(
+        None,
+        description="a central 90 % range of the FPIR: of one set of galleries, over a bootstrap "
+        "of its strangers; of a card's check pooled over random halvings, the 5th to 95th "
+        "percentile of the halvings' FPIRs (how much one population of strangers differs)",
+    )
     dir: float = Field(description="share of enrolled walkers' searches named right")
     dir_per_condition: dict[str, float] = {}
     searches: int = Field(description="strangers' searches measured")
