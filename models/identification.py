@@ -72,7 +72,8 @@ class StrangerRates:
         inside = np.exp(
             np.interp(s, self.scores, self.log_rates, left=0.0, right=self.log_rates[-1])
         )
-        tail = self.tail_rate * np.exp(-(s - self.tail_score) / self.tail_scale)
+        beyond = np.maximum(s - self.tail_score, 0.0)  # (the tail is used beyond it only)
+        tail = self.tail_rate * np.exp(-beyond / self.tail_scale)
         return np.where(s > self.tail_score, np.minimum(tail, inside), inside)
 
 
