@@ -1,10 +1,10 @@
-"""Does ``/identify``'s decision keep its promise out of sample, or did two halves get lucky?
+"""Does ``/identify``'s decision keep its promise out of sample, or did a split get lucky?
 
-``gaitlab calibrate`` checks the rule on one split of the held-out subjects (even and odd ones,
-both ways). This repeats that check over many random halvings: curves fitted on one half (the
-card's recipe: 80th-percentile bootstrap bound), galleries drawn from the other half, the share of
-strangers' searches named at the promised FPIR. The spread over splits separates a rule that is
-loose (mean over splits above the promise) from one whose single check was noisy.
+Repeats the check ``gaitlab calibrate`` makes over many random splits of the held-out subjects:
+curves fitted on some of them (each fit of :data:`~training.calibration.CURVE_FITS`, an 80 %
+bootstrap bound), galleries drawn from the others, the share of strangers' searches named at the
+promised FPIR. The spread over splits separates a rule that is loose (mean over splits above
+the promise) from one whose single check was noisy.
 
     python bench/fpir_splits.py [--model models/weights/gaitlab-default.onnx]
         [--data /tmp/casia-b] [--subjects 051-074] [--splits 20] [--fit empirical larger]
@@ -117,7 +117,7 @@ def checks_of(scores, splits, fit: str, args) -> dict[tuple[int, str], list]:
         curves = stranger_curves(scores.restricted(fitted), level=args.level, fit=fit)
         model = StrangerModel({c.views: c.rates_model() for c in curves})
         held = scores.restricted(measured)
-        sizes = sorted({s for s in (5, 10, len(measured) - 1) if s < len(measured)})
+        sizes = sorted({s for s in (5, 10, len(measured) - 1) if 1 <= s < len(measured)})
         for check in check_rule(held, model, args.fpir, sizes, args.draws, seed=number):
             found.setdefault((check.subjects, check.views), []).append(check)
     return dict(sorted(found.items(), key=lambda item: (item[0][1], item[0][0])))

@@ -162,7 +162,8 @@ class IdentificationCalibration(_Strict):
         "empirical",
         description="how the rates were drawn from the strangers' scores: 'empirical', the "
         "scores' own tail; 'gaussian', a normal fit on the log-distance scale -log(1 - score); "
-        "'larger', the larger of the two at every score",
+        "'larger', the larger of the two at every score (the per-pair curve is always the "
+        "scores' own tail)",
     )
     pair_curve: StrangerCurve | None = Field(
         None,

@@ -270,7 +270,10 @@ def gaussian_stranger_curve(
     rates = np.quantile(ndtr(-(grid_z[:, None] - mean[None]) / spread[None]), level, axis=1)
     rates = np.maximum(np.maximum.accumulate(rates[::-1])[::-1], 1e-12)
     grid = -np.expm1(-grid_z)
-    tail_scale = float((grid[-1] - grid[-2]) / max(np.log(rates[-2] / rates[-1]), 1e-6))
+    falling = np.flatnonzero(rates > 1e-11)  # the slope of the last points above the floor
+    last = falling[-1] if len(falling) >= 2 else len(rates) - 1
+    drop = np.log(rates[last - 1] / rates[last])
+    tail_scale = float((grid[last] - grid[last - 1]) / drop) if drop > 0 else 1e-4
     return StrangerCurve(
         views=views,
         scores=[float(s) for s in grid],
@@ -283,9 +286,11 @@ def gaussian_stranger_curve(
 
 
 def larger_curve(curves: Sequence[StrangerCurve]) -> StrangerCurve:
-    """At every score the largest of the curves' rates (on the union of their grids); beyond
-    it, the slowest-falling tail."""
+    """At every score the largest of the curves' rates (on the union of their grids, from the
+    highest first score: below its grid a curve says 1); beyond it, the slowest-falling tail
+    from the largest last rate, an upper bound of every curve's tail."""
     grid = np.unique(np.concatenate([c.scores for c in curves]))
+    grid = grid[grid >= max(c.scores[0] for c in curves)]  # below a curve's grid it says 1
     rates = np.max([c.rates_model()(grid) for c in curves], axis=0)
     rates = np.maximum.accumulate(rates[::-1])[::-1]
     return StrangerCurve(
@@ -326,7 +331,7 @@ def stranger_curves(
     """One curve per number of views, 1 to 11, drawn as ``fit`` says (:data:`CURVE_FITS`)."""
     curve = CURVE_FITS[fit]
     return [
-        curve(stranger_scores(scores, views, seed=seed), views, level)
+        curve(stranger_scores(scores, views, seed=seed), views, level, seed)
         for views in range(1, MAX_VIEWS + 1)
     ]
 
@@ -358,16 +363,16 @@ halving's two checks ranged from 0 % to 12 % of strangers named on the same mode
 
 
 def random_splits(people: int, splits: int, fitted: int | None = None, seed: int = 0):
-    """``splits`` random splits of ``people`` into ``fitted`` (default: half) to fit curves on
-    and the rest to measure on, yielded as (fitted, measured) index arrays; a halving is also
-    yielded the other way round."""
+    """``splits`` random splits of ``people`` into ``fitted`` (default: half, rounded down) to
+    fit curves on and the rest to measure on, yielded as (fitted, measured) index arrays; a
+    halving (an odd count's too: 12 and 13 of 25) is also yielded the other way round."""
     fitted = people // 2 if fitted is None else fitted
     rng = np.random.default_rng(seed)
     for _ in range(splits):
         order = rng.permutation(people)
         first, second = np.sort(order[:fitted]), np.sort(order[fitted:])
         yield first, second
-        if fitted == people - fitted:
+        if abs(people - 2 * fitted) <= 1:
             yield second, first
 
 

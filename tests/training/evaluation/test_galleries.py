@@ -127,6 +127,10 @@ def test_calibration_on_labelled_embeddings_gives_curves_and_honest_checks():
     assert {(c.subjects, c.views) for c in calibration.checks} == {
         (s, k) for s in (4,) for k in ("all", "one")
     }  # halves of 5 subjects: galleries of 4, the curves fitted on the other half
+    for check in calibration.checks:  # 10 halvings both ways, 60 galleries, 9 walks a stranger
+        assert check.searches == 20 * 60 * 9
+        low, high = check.fpir_interval
+        assert low <= high
     assert calibration.measured_up_to == 4
     model = calibration.model()
     assert model.threshold(0.01, {11: 5}) > model.threshold(0.01, {1: 5})
