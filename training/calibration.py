@@ -206,25 +206,37 @@ def stranger_curve(
     )
 
 
-def _upper_rates(found: StrangerScores, grid: np.ndarray, level: float, seed: int) -> np.ndarray:
-    """At each score of ``grid``, the ``level`` quantile over bootstraps of the people of the
-    share of pairs at or above it (a pair counts as often as both its people were drawn);
-    made non-increasing and kept above 0."""
+def _people_bootstrap(found: StrangerScores, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A bootstrap of the people: weights float64 [draws, n] (how often each person was drawn),
+    and each score's cell int [m] in the [n, n] (stranger, subject) pair matrix."""
     n = found.people
-    cell = found.stranger * n + found.subject
-    pairs = np.bincount(cell, minlength=n * n).reshape(n, n).astype(np.float64)
     weights = (
         np.random.default_rng(seed)
         .multinomial(n, np.full(n, 1 / n), size=BOOTSTRAP_DRAWS)
         .astype(np.float64)
     )
-    totals = np.einsum("bi,ij,bj->b", weights, pairs, weights)
+    return weights, found.stranger * n + found.subject
+
+
+def _drawn_sums(weights: np.ndarray, cell: np.ndarray, values: np.ndarray | None) -> np.ndarray:
+    """For each draw, the sum of ``values`` (None: 1 a score) over the pairs, a pair counted
+    as often as both its people were drawn: float64 [draws]."""
+    n = weights.shape[1]
+    per_pair = np.bincount(cell, weights=values, minlength=n * n).reshape(n, n)
+    return np.einsum("bi,ij,bj->b", weights, per_pair, weights)
+
+
+def _upper_rates(found: StrangerScores, grid: np.ndarray, level: float, seed: int) -> np.ndarray:
+    """At each score of ``grid``, the ``level`` quantile over bootstraps of the people of the
+    share of pairs at or above it (a pair counts as often as both its people were drawn);
+    made non-increasing and kept above 0."""
+    weights, cell = _people_bootstrap(found, seed)
+    totals = _drawn_sums(weights, cell, None)
     usable = totals > 0
     rates = []
     for score in grid:
-        hits = np.bincount(cell, weights=found.scores >= score, minlength=n * n).reshape(n, n)
-        drawn = np.einsum("bi,ij,bj->b", weights, hits, weights)[usable] / totals[usable]
-        rates.append(np.quantile(drawn, level))
+        hits = _drawn_sums(weights, cell, (found.scores >= score).astype(np.float64))
+        rates.append(np.quantile(hits[usable] / totals[usable], level))
     upper = np.maximum.accumulate(np.asarray(rates)[::-1])[::-1]  # non-increasing
     return np.maximum(upper, 0.5 / len(found.scores))
 
@@ -243,29 +255,17 @@ def gaussian_stranger_curve(
             "for a curve (100 or more)"
         )
     from scipy.special import ndtr
+    from scipy.stats import norm
 
     z = -np.log1p(-np.minimum(found.scores.astype(np.float64), 1 - 1e-7))
-    n = found.people
-    cell = found.stranger * n + found.subject
-
-    def per_pair(values: np.ndarray | None) -> np.ndarray:
-        return np.bincount(cell, weights=values, minlength=n * n).reshape(n, n)
-
-    count, first, second = per_pair(None), per_pair(z), per_pair(z * z)
-    weights = (
-        np.random.default_rng(seed)
-        .multinomial(n, np.full(n, 1 / n), size=BOOTSTRAP_DRAWS)
-        .astype(np.float64)
-    )
-    total = np.einsum("bi,ij,bj->b", weights, count, weights)
+    weights, cell = _people_bootstrap(found, seed)
+    total = _drawn_sums(weights, cell, None)
     usable = total > 0
-    mean = np.einsum("bi,ij,bj->b", weights, first, weights)[usable] / total[usable]
-    mean_square = np.einsum("bi,ij,bj->b", weights, second, weights)[usable] / total[usable]
+    mean = _drawn_sums(weights, cell, z)[usable] / total[usable]
+    mean_square = _drawn_sums(weights, cell, z * z)[usable] / total[usable]
     spread = np.sqrt(np.maximum(mean_square - mean**2, 1e-12))
     centre, scale = z.mean(), z.std()
     targets = np.logspace(np.log10(0.5), -7, CURVE_POINTS)
-    from scipy.stats import norm
-
     grid_z = centre + scale * norm.isf(targets)
     rates = np.quantile(ndtr(-(grid_z[:, None] - mean[None]) / spread[None]), level, axis=1)
     rates = np.maximum(np.maximum.accumulate(rates[::-1])[::-1], 1e-12)
